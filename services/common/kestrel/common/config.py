@@ -1,0 +1,249 @@
+"""Kestrel's configuration: one YAML file, then ``KESTREL_*`` environment overrides.
+
+``KESTREL_SERVER__PORT=9000`` overrides ``server.port``: the name after the prefix is the key
+path, with ``__`` between levels. Values are read as YAML scalars, so ``true`` and ``8`` keep
+their types. Credentials may be written as ``${ENV_NAME}`` to be taken from the environment
+instead of the file. Problems are reported as ``ConfigError`` naming each key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+ENV_PREFIX = "KESTREL_"
+CLIENT_KEY_PREFIX = "kst-"
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names every offending key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    """Address to bind. Anything but loopback needs client keys configured."""
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class AccountConfig(_Model):
+    """One upstream account (an API key or an OAuth token on one provider)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    provider: Literal["anthropic"] = "anthropic"
+    base_url: str = "https://api.anthropic.com"
+    api_key: SecretStr | None = None
+    """Sent upstream as ``x-api-key``."""
+    auth_token: SecretStr | None = None
+    """Sent upstream as ``Authorization: Bearer``: OAuth and gateway tokens."""
+    models: tuple[str, ...] = ()
+    """Glob patterns of the model names this account serves; empty serves every model."""
+    priority: int = 0
+    """Lower values are preferred; accounts with equal priority share the load."""
+    max_concurrency: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> AccountConfig:
+        if (self.api_key is None) == (self.auth_token is None):
+            raise ValueError("set exactly one of api_key or auth_token")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+    def serves(self, model: str) -> bool:
+        return not self.models or any(fnmatch.fnmatchcase(model, p) for p in self.models)
+
+
+class ClientKeyConfig(_Model):
+    """A client key issued by Kestrel. Only its SHA-256 is stored."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class AuthConfig(_Model):
+    client_keys: tuple[ClientKeyConfig, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_keys)
+
+
+class SchedulerConfig(_Model):
+    max_wait_seconds: float = Field(10.0, ge=0)
+    """How long a request may wait for an account when all are busy or cooling."""
+    sticky_ttl_seconds: float = Field(3600.0, gt=0)
+    lease_ttl_seconds: float = Field(600.0, gt=0)
+    default_cooldown_seconds: float = Field(30.0, gt=0)
+    """Cooldown after a 429 that carries neither retry-after nor a reset header."""
+    backoff_base_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(60.0, gt=0)
+    auth_cooldown_seconds: float = Field(300.0, gt=0)
+    """How long an account whose credential was rejected (401/403) is left out."""
+    soft_limit_fraction: float = Field(0.05, ge=0, le=1)
+    """Accounts whose remaining quota is below this fraction are used last."""
+
+
+class LoggerConfig(_Model):
+    database: str = "~/.kestrel/kestrel.db"
+    """SQLite file for ``kestrel up``."""
+    queue_size: int = Field(10000, ge=1)
+    batch_size: int = Field(200, ge=1)
+
+
+class EdgeConfig(_Model):
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    demote_non_streaming: bool = False
+    """Serve non-streaming requests from an upstream stream, reassembled."""
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    read_timeout_seconds: float = Field(600.0, gt=0)
+    """Longest silence tolerated from an upstream, streams included."""
+    max_retry_after_seconds: int = Field(60, ge=1)
+    """Cap on retry-after sent to clients: Claude Code stops retrying above 60."""
+
+
+class KestrelConfig(_Model):
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    accounts: tuple[AccountConfig, ...] = ()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    logger: LoggerConfig = LoggerConfig()
+    edge: EdgeConfig = EdgeConfig()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> KestrelConfig:
+        for kind, items in (("accounts", self.accounts), ("auth.client_keys", self.auth.client_keys)):
+            seen: set[str] = set()
+            for item in items:
+                if item.id in seen:
+                    raise ValueError(f"{kind}: duplicate id {item.id!r}")
+                seen.add(item.id)
+        return self
+
+    def check_bind(self) -> None:
+        """Refuse to listen beyond loopback with no client authentication."""
+        if self.auth.enabled or is_loopback(self.server.host):
+            return
+        raise ConfigError(
+            f"server.host: refusing to bind {self.server.host!r} without client keys; "
+            "add auth.client_keys (kestrel keys create NAME) or bind 127.0.0.1"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def hash_client_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_client_key() -> str:
+    return CLIENT_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> KestrelConfig:
+    """Read the YAML file (if any), apply ``KESTREL_*`` overrides, resolve ``${VAR}``, validate."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).expanduser().read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded or {}
+    _apply_env_overrides(data, env)
+    errors: list[str] = []
+    data = _resolve_env_refs(data, env, "", errors)
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    try:
+        return KestrelConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def config_from_dict(data: Mapping[str, Any]) -> KestrelConfig:
+    """Validate an in-memory configuration (tests, the demo)."""
+    try:
+        return KestrelConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if not keys or keys[0] not in KestrelConfig.model_fields:
+            continue
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            node[keys[-1]] = raw
+
+
+def _resolve_env_refs(node: Any, env: Mapping[str, str], where: str, errors: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_env_refs(v, env, f"{where}.{k}" if where else str(k), errors) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env_refs(v, env, f"{where}[{i}]", errors) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        match = _ENV_REF.match(node)
+        if match:
+            value = env.get(match.group(1))
+            if value is None:
+                errors.append(f"{where}: environment variable {match.group(1)} is not set")
+                return None
+            return value
+    return node
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ""
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        detail = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict | list) else f" (got {got!r})"
+        if "api_key" in loc or "auth_token" in loc:
+            detail = ""
+        lines.append(f"{loc or '<root>'}: {msg}{detail}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
