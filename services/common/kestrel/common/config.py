@@ -200,7 +200,7 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
         if not keys or keys[0] not in KestrelConfig.model_fields:
             continue
         node = data
@@ -242,7 +242,9 @@ def _describe(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         got = err.get("input")
-        detail = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict | list) else f" (got {got!r})"
+        detail = (
+            "" if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict | list) else f" (got {got!r})"
+        )
         if "api_key" in loc or "auth_token" in loc:
             detail = ""
         lines.append(f"{loc or '<root>'}: {msg}{detail}")

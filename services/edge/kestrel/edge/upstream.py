@@ -1,0 +1,103 @@
+"""Sending to upstream accounts: one pooled HTTP client, accounts prepared once.
+
+This is the boundary where httpx errors become Kestrel's own (``UpstreamError``), so the attempt
+loop and the relay never see an httpx exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import httpx
+from kestrel.common.config import AccountConfig, EdgeConfig
+
+
+class UpstreamError(Exception):
+    """The upstream could not be used; ``kind`` is recorded on the attempt."""
+
+    kind = "upstream_error"
+
+
+class ConnectFailed(UpstreamError):
+    kind = "connect_error"
+
+
+class TimedOut(UpstreamError):
+    kind = "timeout"
+
+
+class StreamBroken(UpstreamError):
+    kind = "stream_reset"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """An account ready to send to: URL base and credential header built once."""
+
+    account_id: str
+    provider: str
+    base_url: str
+    credential: tuple[bytes, bytes]
+
+
+def prepare_upstreams(accounts: Sequence[AccountConfig]) -> dict[str, Upstream]:
+    prepared = {}
+    for account in accounts:
+        if account.api_key is not None:
+            credential = (b"x-api-key", account.api_key.get_secret_value().encode())
+        else:
+            assert account.auth_token is not None
+            credential = (b"authorization", b"Bearer " + account.auth_token.get_secret_value().encode())
+        prepared[account.id] = Upstream(account.id, account.provider, account.base_url.rstrip("/"), credential)
+    return prepared
+
+
+class UpstreamClient:
+    """One connection pool shared by every account and request."""
+
+    def __init__(self, config: EdgeConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        timeout = httpx.Timeout(
+            connect=config.connect_timeout_seconds,
+            read=config.read_timeout_seconds,
+            write=config.read_timeout_seconds,
+            pool=config.connect_timeout_seconds,
+        )
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=60)
+        self._client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport, trust_env=False)
+
+    async def open(
+        self, upstream: Upstream, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> httpx.Response:
+        """Send the request and return once the response headers are in."""
+        request = self._client.build_request(method, upstream.base_url + target, headers=headers, content=body)
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise TimedOut(f"{upstream.account_id}: upstream timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise ConnectFailed(f"{upstream.account_id}: cannot reach upstream ({type(exc).__name__})") from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+async def read_all(response: httpx.Response) -> bytes:
+    try:
+        return await response.aread()
+    except httpx.TimeoutException:
+        raise TimedOut("upstream timed out while sending the body") from None
+    except httpx.TransportError as exc:
+        raise StreamBroken(f"upstream connection lost ({type(exc).__name__})") from None
+    finally:
+        await response.aclose()
+
+
+async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.TimeoutException:
+        raise TimedOut("upstream went silent mid-stream") from None
+    except httpx.TransportError as exc:
+        raise StreamBroken(f"upstream connection lost mid-stream ({type(exc).__name__})") from None

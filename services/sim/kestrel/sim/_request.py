@@ -1,0 +1,282 @@
+"""Parse and validate a Messages (or count_tokens) body in one pass over its content.
+
+The pass does three jobs at once so a request is walked only once: it checks what the real API
+would reject (and answers with the real API's wording where the wording matters to clients), it
+cuts the prompt into cache segments in Anthropic's order (tools, system, messages) with their
+token counts and ``cache_control`` breakpoints, and it keeps the last user message's text, which
+drives markers and the default answer.
+
+Checks, each a 400 ``invalid_request_error`` unless noted:
+
+* body is a JSON object; ``model`` (string), ``messages`` (non-empty list) and, for Messages,
+  ``max_tokens`` (integer >= 0) are present;
+* roles are ``user``/``assistant``; content is a string or a list of typed blocks;
+* every ``tool_use`` is answered by a ``tool_result`` in the next message, and every
+  ``tool_result`` answers a ``tool_use`` of the previous message;
+* ``thinking.enabled`` has ``budget_tokens >= 1024`` and below ``max_tokens``;
+* at most 4 ``cache_control`` blocks, ``ttl`` is ``5m`` or ``1h``;
+* with ``verify_signatures``: thinking blocks carry a signature the sim minted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kestrel.sim import _ids
+from kestrel.sim._tokens import block_chars, tokens_for_chars, tool_chars
+
+MAX_BREAKPOINTS = 4
+
+
+class RequestError(Exception):
+    """A request the real API would refuse; carries the status and error type to answer with."""
+
+    def __init__(
+        self, message: str, status: int = 400, error_type: str = "invalid_request_error"
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+
+
+@dataclass(slots=True)
+class Prompt:
+    """The prompt as cache segments, in the order Anthropic builds its cache prefix."""
+
+    model: str
+    """Part of every prefix: a cache entry never serves another model."""
+    segments: list[Any] = field(default_factory=list)
+    """Tool dicts, system blocks or string, message blocks or content strings."""
+    tags: list[bytes] = field(default_factory=list)
+    """What each segment is (tool, system, first block of a user/assistant turn, continuation)."""
+    cumulative: list[int] = field(default_factory=list)
+    """Tokens of segments ``0..i`` inclusive."""
+    breakpoints: list[tuple[int, str]] = field(default_factory=list)
+    """``(segment index, ttl)`` for each ``cache_control``, in prompt order."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.cumulative[-1] if self.cumulative else 0
+
+    def add(self, tag: bytes, segment: Any, chars: int) -> None:
+        self.segments.append(segment)
+        self.tags.append(tag)
+        self.cumulative.append(self.total_tokens + tokens_for_chars(chars))
+        if isinstance(segment, dict) and "cache_control" in segment:
+            self.breakpoints.append((len(self.segments) - 1, _ttl(segment["cache_control"])))
+
+
+@dataclass(slots=True)
+class MessagesRequest:
+    """What the sim needs from a validated request."""
+
+    model: str
+    max_tokens: int
+    stream: bool
+    thinking: str | None
+    """``enabled``, ``adaptive`` or None (absent or disabled)."""
+    thinking_display: str
+    """``summarized`` or ``omitted``."""
+    stop_sequences: tuple[str, ...]
+    prompt: Prompt
+    last_user_text: str
+    """Text blocks of the last user message, joined by newlines (markers are read from here)."""
+    message_count: int
+
+
+def parse_messages(body: bytes, *, count_only: bool = False, verify_signatures: bool = False) -> MessagesRequest:
+    """Validate a body for ``/v1/messages`` (or ``count_tokens`` with ``count_only``)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"There was an error parsing the body of your request: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RequestError("Request body must be a JSON object")
+
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError("model: Field required" if model is None else "model: Input should be a valid string")
+    max_tokens = 0
+    if not count_only:
+        max_tokens = data.get("max_tokens")
+        if max_tokens is None:
+            raise RequestError("max_tokens: Field required")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+            raise RequestError("max_tokens: Input should be a valid non-negative integer")
+    messages = data.get("messages")
+    if messages is None:
+        raise RequestError("messages: Field required")
+    if not isinstance(messages, list):
+        raise RequestError("messages: Input should be a valid list")
+    if not messages:
+        raise RequestError("messages: at least one message is required")
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestError("stream: Input should be a valid boolean")
+
+    thinking, display = _thinking(data.get("thinking"), max_tokens, count_only)
+    stops = data.get("stop_sequences") or ()
+    if not isinstance(stops, list | tuple) or not all(isinstance(s, str) and s for s in stops):
+        raise RequestError("stop_sequences: Input should be a list of non-empty strings")
+
+    prompt = Prompt(model)
+    _add_tools(prompt, data.get("tools"))
+    _add_system(prompt, data.get("system"))
+    last_user_text = _add_messages(prompt, messages, verify_signatures)
+    if "cache_control" in data and prompt.segments:
+        last = len(prompt.segments) - 1
+        if not any(index == last for index, _ in prompt.breakpoints):
+            prompt.breakpoints.append((last, _ttl(data["cache_control"])))
+    if len(prompt.breakpoints) > MAX_BREAKPOINTS:
+        raise RequestError(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {len(prompt.breakpoints)}."
+        )
+    return MessagesRequest(
+        model=model,
+        max_tokens=max_tokens,
+        stream=stream,
+        thinking=thinking,
+        thinking_display=display,
+        stop_sequences=tuple(stops),
+        prompt=prompt,
+        last_user_text=last_user_text,
+        message_count=len(messages),
+    )
+
+
+def _thinking(value: Any, max_tokens: int, count_only: bool) -> tuple[str | None, str]:
+    if value is None:
+        return None, "summarized"
+    if not isinstance(value, dict) or value.get("type") not in ("enabled", "adaptive", "disabled"):
+        raise RequestError("thinking: Input tag should be one of 'enabled', 'disabled', 'adaptive'")
+    kind = value["type"]
+    if kind == "disabled":
+        return None, "summarized"
+    display = value.get("display") or "summarized"
+    if display not in ("summarized", "omitted"):
+        raise RequestError(f"thinking.{kind}.display: Input should be 'summarized' or 'omitted'")
+    if kind == "enabled":
+        budget = value.get("budget_tokens")
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            raise RequestError("thinking.enabled.budget_tokens: Field required")
+        if budget < 1024:
+            raise RequestError(
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            )
+        if not count_only and budget >= max_tokens:
+            raise RequestError(
+                "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
+                "documentation at https://docs.claude.com/en/docs/build-with-claude/"
+                "extended-thinking#max-tokens-and-context-window-size"
+            )
+    return kind, display
+
+
+def _add_tools(prompt: Prompt, tools: Any) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise RequestError("tools: Input should be a valid list")
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            raise RequestError(f"tools.{i}.name: Field required")
+        prompt.add(b"T", tool, tool_chars(tool))
+
+
+def _add_system(prompt: Prompt, system: Any) -> None:
+    if system is None:
+        return
+    if isinstance(system, str):
+        if system:
+            prompt.add(b"S", system, len(system))
+        return
+    if not isinstance(system, list):
+        raise RequestError("system: Input should be a valid string or list of text blocks")
+    for i, block in enumerate(system):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise RequestError(f"system.{i}.type: Input should be 'text'")
+        if not isinstance(block.get("text"), str):
+            raise RequestError(f"system.{i}.text: Field required")
+        prompt.add(b"S", block, len(block["text"]))
+
+
+def _add_messages(prompt: Prompt, messages: list[Any], verify_signatures: bool) -> str:
+    """Add every message's blocks; check tool pairing; return the last user message's text."""
+    last_user_text = ""
+    open_tool_ids: list[str] = []  # tool_use ids of the previous assistant turn
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RequestError(f"messages.{i}: Input should be a valid dictionary")
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            raise RequestError(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = message.get("content")
+        tag = b"U" if role == "user" else b"A"
+        if isinstance(content, str):
+            prompt.add(tag, content, len(content))
+            blocks: list[Any] = []
+        elif isinstance(content, list):
+            blocks = content
+        else:
+            raise RequestError(f"messages.{i}.content: Input should be a valid string or list")
+        tool_use_ids: list[str] = []
+        result_ids: list[str] = []
+        texts: list[str] = []
+        for j, block in enumerate(blocks):
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                raise RequestError(f"messages.{i}.content.{j}.type: Field required")
+            kind = block["type"]
+            if kind == "text":
+                if not isinstance(block.get("text"), str):
+                    raise RequestError(f"messages.{i}.content.{j}.text: Field required")
+                texts.append(block["text"])
+            elif kind == "tool_use":
+                if role != "assistant":
+                    raise RequestError(f"messages.{i}.content.{j}: tool_use blocks must be in assistant turns")
+                tool_use_ids.append(str(block.get("id")))
+            elif kind == "tool_result":
+                result_ids.append(str(block.get("tool_use_id")))
+                if str(block.get("tool_use_id")) not in open_tool_ids:
+                    raise RequestError(
+                        f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` "
+                        f"blocks: {block.get('tool_use_id')}. Each `tool_result` block must have a "
+                        "corresponding `tool_use` block in the previous message."
+                    )
+            elif kind == "thinking" and verify_signatures:
+                _check_signature(block, i, j)
+            prompt.add(tag if j == 0 else b"+", block, block_chars(block))
+        missing = [tid for tid in open_tool_ids if tid not in result_ids]
+        if missing:
+            raise RequestError(
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately "
+                f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                "`tool_result` block in the next message."
+            )
+        open_tool_ids = tool_use_ids
+        if role == "user":
+            last_user_text = content if isinstance(content, str) else "\n".join(texts)
+    return last_user_text
+
+
+def _check_signature(block: dict[str, Any], i: int, j: int) -> None:
+    thinking, signature = block.get("thinking"), block.get("signature")
+    if not (
+        isinstance(thinking, str)
+        and isinstance(signature, str)
+        and _ids.signature_valid(thinking, signature)
+    ):
+        raise RequestError(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+
+
+def _ttl(cache_control: Any) -> str:
+    if not isinstance(cache_control, dict) or cache_control.get("type") != "ephemeral":
+        raise RequestError("cache_control.type: Input should be 'ephemeral'")
+    ttl = cache_control.get("ttl", "5m")
+    if ttl not in ("5m", "1h"):
+        raise RequestError("cache_control.ttl: Input should be '5m' or '1h'")
+    return str(ttl)

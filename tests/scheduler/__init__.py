@@ -1,0 +1,1 @@
+"""Tests for ``kestrel.scheduler``: pure policy, the store contract, and the service."""
