@@ -161,7 +161,8 @@ def test_count_tokens_matches_usage(client: anthropic.Anthropic) -> None:
     counted = client.messages.count_tokens(**kwargs).input_tokens
     usage = client.messages.create(max_tokens=50, **kwargs).usage
     total = usage.input_tokens + (usage.cache_creation_input_tokens or 0)
-    assert counted == total + (usage.cache_read_input_tokens or 0) == 10 + 7 + 25  # system 40, tool 4+4+17, text 100 chars
+    assert counted == total + (usage.cache_read_input_tokens or 0) == 10 + 7 + 25
+    # system: 40 chars; tool: 4 + 4 + 17 chars; text: 100 chars
 
 
 def test_models_list_pages_and_get(client: anthropic.Anthropic) -> None:

@@ -206,7 +206,15 @@ def explain(
     any_full = False
     for account in accounts:
         if account.id in excluded:
-            states.append(AccountState(account.id, Block.TRIED.value))
+            # A tried account that is now cooling says when it frees: the client's retry-after
+            # must not be earlier than the real reset.
+            found = block_of(views.get(account.id, _CLEAN), account.max_concurrency, now)
+            if found is None or found[0] is Block.FULL or not found[1]:
+                states.append(AccountState(account.id, Block.TRIED.value))
+                continue
+            seconds = max(found[1] - now, 0.0)
+            states.append(AccountState(account.id, found[0].value, seconds))
+            free_in.append(seconds)
             continue
         # An account that looks eligible here lost a race for its last slot (the store refused
         # the grant): report it full, which is what it just became.
@@ -221,7 +229,7 @@ def explain(
         else:
             free_in.append(seconds)
     if all(account.id in excluded for account in accounts):
-        return Exhausted(ExhaustedReason.ALL_TRIED, 0.0, tuple(states))
+        return Exhausted(ExhaustedReason.ALL_TRIED, min(free_in) if free_in else 0.0, tuple(states))
     retry = 0.0 if any_full or not free_in else min(free_in)
     return Exhausted(ExhaustedReason.ALL_BUSY, retry, tuple(states))
 

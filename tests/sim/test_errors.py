@@ -1,0 +1,109 @@
+"""Refusals before any answer: auth, validation, unknown paths, in Anthropic's envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from kestrel.sim.config import KeyLimits, SimConfig
+from kestrel.sim.testing import SimHandle, running_sim
+
+HEADERS = {"x-api-key": "sk-test", "anthropic-version": "2023-06-01"}
+GOOD: dict[str, Any] = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 10,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+def _error(response: httpx.Response, status: int, error_type: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == error_type
+    assert body["request_id"] == response.headers["request-id"]
+    assert body["request_id"].startswith("req_")
+    return str(body["error"]["message"])
+
+
+@pytest.mark.parametrize(
+    ("change", "wording"),
+    [
+        ({"model": None}, "model: Field required"),
+        ({"max_tokens": None}, "max_tokens: Field required"),
+        ({"messages": None}, "messages: Field required"),
+        ({"messages": []}, "at least one message"),
+        ({"max_tokens": "ten"}, "max_tokens"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2000}}, "must be greater than"),
+        ({"stop_sequences": "END"}, "stop_sequences"),
+    ],
+)
+def test_invalid_bodies_are_400(sim: SimHandle, change: dict[str, Any], wording: str) -> None:
+    body = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    response = httpx.post(f"{sim.url}/v1/messages", headers=HEADERS, json=body)
+    assert wording in _error(response, 400, "invalid_request_error")
+
+
+def test_body_that_is_not_json_is_400(sim: SimHandle) -> None:
+    response = httpx.post(f"{sim.url}/v1/messages", headers=HEADERS, content=b"{nope")
+    _error(response, 400, "invalid_request_error")
+
+
+def test_unanswered_tool_use_is_refused_like_upstream(sim: SimHandle) -> None:
+    messages = [
+        {"role": "user", "content": "read it"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}]},
+        {"role": "user", "content": "never mind"},
+    ]
+    response = httpx.post(f"{sim.url}/v1/messages", headers=HEADERS,
+                          json={**GOOD, "messages": messages})
+    message = _error(response, 400, "invalid_request_error")
+    assert "tool_use` ids were found without `tool_result` blocks immediately after" in message
+
+
+def test_too_many_cache_breakpoints(sim: SimHandle) -> None:
+    block = {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}
+    body = {**GOOD, "messages": [{"role": "user", "content": [block] * 5}]}
+    response = httpx.post(f"{sim.url}/v1/messages", headers=HEADERS, json=body)
+    assert "maximum of 4 blocks" in _error(response, 400, "invalid_request_error")
+
+
+def test_missing_key_is_401(sim: SimHandle) -> None:
+    response = httpx.post(f"{sim.url}/v1/messages", json=GOOD)
+    _error(response, 401, "authentication_error")
+
+
+def test_bearer_token_is_accepted(sim: SimHandle) -> None:
+    response = httpx.post(f"{sim.url}/v1/messages", json=GOOD,
+                          headers={"authorization": "Bearer sk-oauth"})
+    assert response.status_code == 200
+
+
+def test_closed_sim_refuses_unknown_keys() -> None:
+    config = SimConfig(open=False, keys={"sk-known": KeyLimits()})
+    with running_sim(config) as sim:
+        unknown = httpx.post(f"{sim.url}/v1/messages", json=GOOD, headers={"x-api-key": "sk-x"})
+        assert _error(unknown, 401, "authentication_error") == "invalid x-api-key"
+        known = httpx.post(f"{sim.url}/v1/messages", json=GOOD, headers={"x-api-key": "sk-known"})
+        assert known.status_code == 200
+        assert "anthropic-ratelimit-requests-limit" not in known.headers  # unlimited key
+
+
+def test_strict_models_refuse_unknown_model() -> None:
+    with running_sim(SimConfig(strict_models=True)) as sim:
+        response = httpx.post(f"{sim.url}/v1/messages", headers=HEADERS,
+                              json={**GOOD, "model": "gpt-4o"})
+        assert _error(response, 404, "not_found_error") == "model: gpt-4o"
+
+
+def test_unknown_path_and_model_are_404(sim: SimHandle) -> None:
+    _error(httpx.get(f"{sim.url}/v1/nothing", headers=HEADERS), 404, "not_found_error")
+    _error(httpx.get(f"{sim.url}/v1/messages/", headers=HEADERS), 404, "not_found_error")
+    _error(httpx.get(f"{sim.url}/v1/models/claude-9", headers=HEADERS), 404, "not_found_error")
+
+
+def test_wrong_method_is_an_envelope_too(sim: SimHandle) -> None:
+    _error(httpx.get(f"{sim.url}/v1/messages", headers=HEADERS), 405, "invalid_request_error")
