@@ -23,7 +23,13 @@ def sim(sim_server: SimHandle) -> SimHandle:
     return sim_server
 
 
+@pytest.fixture(scope="module")
+def sdk(sim_server: SimHandle) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=sim_server.url, api_key="sk-test", max_retries=0) as client:
+        yield client
+
+
 @pytest.fixture
-def client(sim: SimHandle) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=sim.url, api_key="sk-test", max_retries=0) as sdk:
-        yield sdk
+def client(sim: SimHandle, sdk: anthropic.Anthropic) -> anthropic.Anthropic:
+    """The official SDK pointed at a freshly reset sim."""
+    return sdk

@@ -50,4 +50,3 @@ def check_order(frames: list[tuple[str, dict[str, Any]]]) -> None:
             raise AssertionError(f"unexpected {event} between blocks")
     assert open_block is None
     assert frames[-2][1]["delta"]["stop_reason"] is not None
-

@@ -41,13 +41,11 @@ def test_first_request_writes_second_reads() -> None:
     cache = PromptCache(min_cache_tokens=1024, clock=Clock())
     p = prompt([text(2000, CC)], [user(text(10))])
     first = cache.plan("k", p)
-    assert (first.cache_read_input_tokens, first.cache_creation_input_tokens, first.input_tokens) == (
-        0, 2000, 10)
+    assert (first.cache_read_input_tokens, first.cache_creation_input_tokens, first.input_tokens) == (0, 2000, 10)
     assert first.ephemeral_5m_input_tokens == 2000 and first.ephemeral_1h_input_tokens == 0
     cache.commit("k", first)
     second = cache.plan("k", p)
-    assert (second.cache_read_input_tokens, second.cache_creation_input_tokens,
-            second.input_tokens) == (2000, 0, 10)
+    assert (second.cache_read_input_tokens, second.cache_creation_input_tokens, second.input_tokens) == (2000, 0, 10)
 
 
 def test_plan_alone_changes_nothing() -> None:
@@ -125,16 +123,22 @@ def test_cache_is_per_key_and_per_model() -> None:
     p = prompt([text(100, CC)], [user(text(1))])
     cache.commit("a", cache.plan("a", p))
     assert cache.plan("b", p).cache_read_input_tokens == 0
-    other_model = parse_messages(orjson.dumps({
-        "model": "other", "max_tokens": 10, "system": [text(100, CC)], "messages": [user(text(1))],
-    })).prompt
+    other_model = parse_messages(
+        orjson.dumps(
+            {
+                "model": "other",
+                "max_tokens": 10,
+                "system": [text(100, CC)],
+                "messages": [user(text(1))],
+            }
+        )
+    ).prompt
     assert cache.plan("a", other_model).cache_read_input_tokens == 0
 
 
 def test_tools_are_part_of_the_prefix() -> None:
     cache = PromptCache(min_cache_tokens=0, clock=Clock())
-    tools = [{"name": "Read", "description": "d" * 40, "input_schema": {"type": "object"},
-              "cache_control": CC}]
+    tools = [{"name": "Read", "description": "d" * 40, "input_schema": {"type": "object"}, "cache_control": CC}]
     p = prompt([text(100, CC)], [user(text(1))], tools=tools)
     cache.commit("k", cache.plan("k", p))
     assert cache.plan("k", p).cache_read_input_tokens == p.cumulative[1]

@@ -42,7 +42,11 @@ def test_window_reopens_at_its_reset() -> None:
     assert limiter.admit("k", limits, 0) is None
     state = limiter.state("k", limits)
     assert state["window"] == {
-        "start": 1005.0, "reset_at": 1010.0, "requests": 1, "input_tokens": 0, "output_tokens": 0,
+        "start": 1005.0,
+        "reset_at": 1010.0,
+        "requests": 1,
+        "input_tokens": 0,
+        "output_tokens": 0,
     }
 
 
@@ -69,8 +73,7 @@ def test_output_budget_refuses_only_once_spent() -> None:
 
 def test_headers_cover_every_limited_family_and_tokens_sums_them() -> None:
     limiter = RateLimiter(Clock())
-    limits = KeyLimits(requests_per_window=10, input_tokens_per_window=1000,
-                       output_tokens_per_window=500)
+    limits = KeyLimits(requests_per_window=10, input_tokens_per_window=1000, output_tokens_per_window=500)
     assert limiter.admit("k", limits, 100) is None
     headers = dict(limiter.charge_output("k", limits, 50))
     assert headers[b"anthropic-ratelimit-requests-remaining"] == b"9"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
-import httpx
 import orjson
 
 from kestrel.sim.testing import SimHandle
@@ -27,8 +26,7 @@ def _comparable(message: Any) -> dict[str, Any]:
 
 
 def _raw_stream(sim: SimHandle, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    response = httpx.post(f"{sim.url}/v1/messages?beta=true", headers=HEADERS,
-                          json={**body, "stream": True})
+    response = sim.http.post("/v1/messages?beta=true", headers=HEADERS, json={**body, "stream": True})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     frames = parse_frames(response.content)
@@ -37,9 +35,7 @@ def _raw_stream(sim: SimHandle, body: dict[str, Any]) -> list[tuple[str, dict[st
 
 
 def test_non_streaming_text_has_the_a4_shape(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
-        model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "Hello, sim"}]
-    )
+    message = client.messages.create(model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "Hello, sim"}])
     assert message.id.startswith("msg_")
     assert message.type == "message" and message.role == "assistant" and message.model == MODEL
     assert message.content[0].type == "text" and "Hello, sim" in message.content[0].text
@@ -73,18 +69,14 @@ def test_stream_accumulates_to_the_non_streaming_message(client: anthropic.Anthr
     assert [b.type for b in final.content] == ["thinking", "text"]
 
 
-def test_stream_accumulates_tools_and_text_like_non_streaming(
-    sim: SimHandle, client: anthropic.Anthropic
-) -> None:
+def test_stream_accumulates_tools_and_text_like_non_streaming(sim: SimHandle, client: anthropic.Anthropic) -> None:
     blocks = [
         {"type": "text", "text": "Let me look at both files."},
         {"type": "tool_use", "name": "Read", "input": {"file_path": "/tmp/a.py"}},
-        {"type": "tool_use", "name": "Grep", "input": {"pattern": "def \"x\"", "n": [1, 2]}},
+        {"type": "tool_use", "name": "Grep", "input": {"pattern": 'def "x"', "n": [1, 2]}},
     ]
     sim.script([blocks, blocks])
-    kwargs: dict[str, Any] = {
-        "model": MODEL, "max_tokens": 500, "messages": [{"role": "user", "content": "look"}]
-    }
+    kwargs: dict[str, Any] = {"model": MODEL, "max_tokens": 500, "messages": [{"role": "user", "content": "look"}]}
     plain = client.messages.create(**kwargs)
     with client.messages.stream(**kwargs) as stream:
         final = stream.get_final_message()
@@ -95,10 +87,14 @@ def test_stream_accumulates_tools_and_text_like_non_streaming(
 
 
 def test_raw_stream_follows_a5_order_with_several_text_deltas(sim: SimHandle) -> None:
-    frames = _raw_stream(sim, {
-        "model": MODEL, "max_tokens": 300,
-        "messages": [{"role": "user", "content": "tell me something about server-sent events"}],
-    })
+    frames = _raw_stream(
+        sim,
+        {
+            "model": MODEL,
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": "tell me something about server-sent events"}],
+        },
+    )
     text_deltas = [d for e, d in frames if e == "content_block_delta"]
     assert len(text_deltas) >= 3
     assert all(d["delta"]["type"] == "text_delta" for d in text_deltas)
@@ -109,10 +105,15 @@ def test_raw_stream_follows_a5_order_with_several_text_deltas(sim: SimHandle) ->
 
 
 def test_thinking_block_ends_with_its_signature(sim: SimHandle) -> None:
-    frames = _raw_stream(sim, {
-        "model": MODEL, "max_tokens": 2048, "thinking": {"type": "adaptive"},
-        "messages": [{"role": "user", "content": "think first"}],
-    })
+    frames = _raw_stream(
+        sim,
+        {
+            "model": MODEL,
+            "max_tokens": 2048,
+            "thinking": {"type": "adaptive"},
+            "messages": [{"role": "user", "content": "think first"}],
+        },
+    )
     thinking = [d for e, d in frames[2:-2] if d.get("index") == 0]
     assert thinking[0]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
     assert thinking[1]["delta"]["type"] == "thinking_delta"
@@ -123,7 +124,9 @@ def test_thinking_block_ends_with_its_signature(sim: SimHandle) -> None:
 
 def test_omitted_thinking_streams_only_the_signature(client: anthropic.Anthropic) -> None:
     message = client.messages.create(
-        model=MODEL, max_tokens=2048, thinking={"type": "adaptive", "display": "omitted"},
+        model=MODEL,
+        max_tokens=2048,
+        thinking={"type": "adaptive", "display": "omitted"},
         messages=[{"role": "user", "content": "think quietly"}],
     )
     block = message.content[0]
@@ -131,11 +134,16 @@ def test_omitted_thinking_streams_only_the_signature(client: anthropic.Anthropic
 
 
 def test_tool_input_arrives_as_json_fragments(sim: SimHandle, client: anthropic.Anthropic) -> None:
-    tool_input = {"command": "grep -rn \"needle\" src/ | head", "description": "Find needle é✓"}
+    tool_input = {"command": 'grep -rn "needle" src/ | head', "description": "Find needle é✓"}
     sim.script([[{"type": "tool_use", "name": "Bash", "input": tool_input}]] * 2)
-    frames = _raw_stream(sim, {
-        "model": MODEL, "max_tokens": 500, "messages": [{"role": "user", "content": "go"}],
-    })
+    frames = _raw_stream(
+        sim,
+        {
+            "model": MODEL,
+            "max_tokens": 500,
+            "messages": [{"role": "user", "content": "go"}],
+        },
+    )
     start = frames[2][1]
     assert start["content_block"]["input"] == {} and start["content_block"]["id"].startswith("toolu_")
     fragments = [d["delta"]["partial_json"] for e, d in frames if e == "content_block_delta"]
@@ -144,9 +152,7 @@ def test_tool_input_arrives_as_json_fragments(sim: SimHandle, client: anthropic.
     assert any(f.count('"') % 2 == 1 for f in fragments)  # some fragment cuts a string open
     assert frames[-2][1]["delta"]["stop_reason"] == "tool_use"
 
-    with client.messages.stream(
-        model=MODEL, max_tokens=500, messages=[{"role": "user", "content": "go"}]
-    ) as stream:
+    with client.messages.stream(model=MODEL, max_tokens=500, messages=[{"role": "user", "content": "go"}]) as stream:
         final = stream.get_final_message()
     assert final.content[0].input == tool_input  # type: ignore[union-attr]
 

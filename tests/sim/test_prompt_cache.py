@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
-import httpx
 
 from kestrel.sim.testing import SimHandle
 
@@ -22,8 +21,9 @@ def _request(question: str = "What changed?") -> dict[str, Any]:
         "model": MODEL,
         "max_tokens": 100,
         "system": SYSTEM,
-        "messages": [{"role": "user", "content": [
-            {"type": "text", "text": question, "cache_control": {"type": "ephemeral"}}]}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": question, "cache_control": {"type": "ephemeral"}}]}
+        ],
     }
 
 
@@ -56,17 +56,15 @@ def test_count_tokens_is_the_whole_prompt_whatever_the_cache(client: anthropic.A
         model=MODEL, system=request["system"], messages=request["messages"]
     ).input_tokens
     assert counted == (
-        usage.input_tokens
-        + (usage.cache_creation_input_tokens or 0)
-        + (usage.cache_read_input_tokens or 0)
+        usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
     )
 
 
 def test_cache_is_per_key(sim: SimHandle) -> None:
-    url = f"{sim.url}/v1/messages"
-    first = httpx.post(url, headers={"x-api-key": "sk-a"}, json=_request()).json()
-    other = httpx.post(url, headers={"x-api-key": "sk-b"}, json=_request()).json()
-    again = httpx.post(url, headers={"x-api-key": "sk-a"}, json=_request()).json()
+    url = "/v1/messages"
+    first = sim.http.post(url, headers={"x-api-key": "sk-a"}, json=_request()).json()
+    other = sim.http.post(url, headers={"x-api-key": "sk-b"}, json=_request()).json()
+    again = sim.http.post(url, headers={"x-api-key": "sk-a"}, json=_request()).json()
     assert first["usage"]["cache_read_input_tokens"] == 0
     assert other["usage"]["cache_read_input_tokens"] == 0
     assert again["usage"]["cache_read_input_tokens"] > 0
@@ -74,9 +72,9 @@ def test_cache_is_per_key(sim: SimHandle) -> None:
 
 
 def test_stream_message_start_carries_cache_usage(sim: SimHandle) -> None:
-    url = f"{sim.url}/v1/messages"
-    httpx.post(url, headers={"x-api-key": "sk-s"}, json=_request())
-    raw = httpx.post(url, headers={"x-api-key": "sk-s"}, json={**_request(), "stream": True})
+    url = "/v1/messages"
+    sim.http.post(url, headers={"x-api-key": "sk-s"}, json=_request())
+    raw = sim.http.post(url, headers={"x-api-key": "sk-s"}, json={**_request(), "stream": True})
     first_event = raw.text.split("\n\n")[0]
     assert first_event.startswith("event: message_start")
     assert f'"cache_read_input_tokens":{SYSTEM_TOKENS + 4}' in first_event

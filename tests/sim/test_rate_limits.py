@@ -22,7 +22,7 @@ BODY: dict[str, Any] = {
 
 
 def _post(sim: SimHandle, key: str, body: dict[str, Any] = BODY) -> httpx.Response:
-    return httpx.post(f"{sim.url}/v1/messages", headers={"x-api-key": key}, json=body)
+    return sim.http.post("/v1/messages", headers={"x-api-key": key}, json=body)
 
 
 def test_429_after_the_request_limit(sim: SimHandle) -> None:
@@ -95,3 +95,15 @@ def test_key_state_reports_counts(sim: SimHandle) -> None:
     assert state["window"]["output_tokens"] == response.json()["usage"]["output_tokens"]
     assert state["limits"]["requests_per_window"] == 5
     assert sim.key_state("sk-nobody")["window"] is None
+
+
+def test_refusals_show_the_window_without_charging_it(sim: SimHandle) -> None:
+    sim.set_limits("sk-peek", KeyLimits(requests_per_window=3))
+    assert _post(sim, "sk-peek").status_code == 200
+    sim.fault("529", key="sk-peek")
+    overloaded = _post(sim, "sk-peek")
+    invalid = _post(sim, "sk-peek", {"model": "m", "messages": []})
+    for response in (overloaded, invalid):
+        assert response.status_code in (529, 400)
+        assert response.headers["anthropic-ratelimit-requests-remaining"] == "2"
+    assert sim.key_state("sk-peek")["window"]["requests"] == 1

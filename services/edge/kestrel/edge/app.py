@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
+from starlette.routing import Route
+
 from kestrel.common.config import KestrelConfig
 from kestrel.common.events import RequestEvent
 from kestrel.edge.gateway import Gateway
-from kestrel.edge.upstream import UpstreamClient, prepare_upstreams
+from kestrel.edge.upstream import HttpxTransport, UpstreamTransport, prepare_upstreams
 from kestrel.scheduler.contract import LeaseClient
-from starlette.routing import Route
 
 _ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -28,7 +28,7 @@ def create_app(
     scheduler: LeaseClient,
     publish: Callable[[RequestEvent], None],
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: UpstreamTransport | None = None,
     resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
 ) -> FastAPI:
     """Build the edge app.
@@ -36,7 +36,7 @@ def create_app(
     ``resources`` is entered before the app serves and left after its last request: the
     embedded mode opens the logger there, so events of in-flight requests are still written.
     """
-    client = UpstreamClient(config.edge, transport)
+    client = transport if transport is not None else HttpxTransport(config.edge)
     gateway = Gateway(config, scheduler, prepare_upstreams(config.accounts), client, publish)
 
     @contextlib.asynccontextmanager

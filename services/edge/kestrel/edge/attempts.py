@@ -13,15 +13,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
 import orjson
+
 from kestrel.common.config import EdgeConfig, SchedulerConfig
 from kestrel.common.events import Attempt
 from kestrel.edge.errors import GatewayError, NotFound, RateLimited, UpstreamUnavailable
 from kestrel.edge.exchange import Exchange
 from kestrel.edge.headers import rate_limit_headers, upstream_request_headers, upstream_retry_after
 from kestrel.edge.sse import FrameCutter, iter_events
-from kestrel.edge.upstream import Upstream, UpstreamClient, UpstreamError, iter_body, read_all
+from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTransport
 from kestrel.scheduler.contract import (
     Completion,
     Exhausted,
@@ -68,7 +68,7 @@ class Opened:
 
     lease: Lease
     attempt: Attempt
-    response: httpx.Response
+    response: UpstreamResponse
     body: bytes
     """The whole body for non-streaming requests; the first whole SSE events for streams."""
     cutter: FrameCutter | None
@@ -101,7 +101,7 @@ class AttemptLoop:
         self,
         scheduler: LeaseClient,
         upstreams: dict[str, Upstream],
-        client: UpstreamClient,
+        client: UpstreamTransport,
         edge: EdgeConfig,
         scheduling: SchedulerConfig,
     ) -> None:
@@ -175,17 +175,17 @@ class AttemptLoop:
         response = await self._client.open(upstream, send.method, exchange.target, headers, send.body)
         attempt.status = response.status_code
         if response.status_code >= 300 or not send.stream:
-            body = await read_all(response)
+            body = await response.read()
             if response.status_code >= 300:
-                return Reply(response.status_code, response.headers.raw, body)
+                return Reply(response.status_code, response.raw_headers, body)
             return Opened(lease, attempt, response, body, None)
         return await self._peek_stream(response, lease, attempt)
 
-    async def _peek_stream(self, response: httpx.Response, lease: Lease, attempt: Attempt) -> Opened | Reply:
+    async def _peek_stream(self, response: UpstreamResponse, lease: Lease, attempt: Attempt) -> Opened | Reply:
         """Hold the response until its first whole event shows the stream really started."""
         cutter = FrameCutter()
         first = b""
-        chunks = aiter(iter_body(response))
+        chunks = aiter(response.iter_chunks())
         try:
             async for chunk in chunks:
                 first = cutter.feed(chunk)

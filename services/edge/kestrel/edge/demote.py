@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import orjson
+
 from kestrel.edge.sse import iter_events
 
 _STREAM_FALSE = re.compile(rb'"stream"\s*:\s*false')

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from starlette.requests import Request
+
 from kestrel.common.config import KestrelConfig
 from kestrel.common.events import RequestEvent
 from kestrel.edge.attempts import AttemptLoop, Opened, Reply, Send
@@ -23,9 +25,8 @@ from kestrel.edge.exchange import Exchange
 from kestrel.edge.headers import client_response_headers
 from kestrel.edge.relay import RawResponse, StreamRelay
 from kestrel.edge.tap import UsageTap
-from kestrel.edge.upstream import Upstream, UpstreamClient, UpstreamError
+from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamTransport
 from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
-from starlette.requests import Request
 
 Publish = Callable[[RequestEvent], None]
 _JSON = (b"content-type", b"application/json")
@@ -37,7 +38,7 @@ class Gateway:
         config: KestrelConfig,
         scheduler: LeaseClient,
         upstreams: dict[str, Upstream],
-        client: UpstreamClient,
+        client: UpstreamTransport,
         publish: Publish,
     ) -> None:
         self._config = config
@@ -144,7 +145,7 @@ class Gateway:
         if opened.body.startswith(b'{"input_tokens"'):
             tap.input_tokens = int(orjson.loads(opened.body).get("input_tokens", 0))
         await self._complete(opened, tap, session_id)
-        headers = client_response_headers(opened.response.headers.raw, self._edge.max_retry_after_seconds)
+        headers = client_response_headers(opened.response.raw_headers, self._edge.max_retry_after_seconds)
         return self._respond(exchange, opened.response.status_code, headers, opened.body, tap)
 
     async def _reassembled(self, exchange: Exchange, opened: Opened, session_id: str) -> RawResponse:
@@ -164,7 +165,7 @@ class Gateway:
         await self._complete(opened, tap, session_id)
         headers = [
             (k, v)
-            for k, v in client_response_headers(opened.response.headers.raw, self._edge.max_retry_after_seconds)
+            for k, v in client_response_headers(opened.response.raw_headers, self._edge.max_retry_after_seconds)
             if k != b"content-type"
         ]
         return self._respond(exchange, status, [*headers, _JSON], body, tap)
@@ -177,7 +178,7 @@ class Gateway:
             Completion(
                 Outcome.SUCCESS,
                 http_status=opened.response.status_code,
-                rate_limit_headers=rate_limit_headers(opened.response.headers.raw),
+                rate_limit_headers=rate_limit_headers(opened.response.raw_headers),
                 usage=tap.usage(),
                 session_id=session_id,
             ),
@@ -238,8 +239,7 @@ class Gateway:
         started = time.perf_counter()
         try:
             response = await self._client.open(upstream, "GET", exchange.target, headers, b"")
-            body = await response.aread()
-            await response.aclose()
+            body = await response.read()
         except (UpstreamError, OSError):
             return None
         from kestrel.common.events import Attempt
@@ -249,7 +249,7 @@ class Gateway:
         )
         if response.status_code != 200:
             return None
-        headers_out = client_response_headers(response.headers.raw, self._edge.max_retry_after_seconds)
+        headers_out = client_response_headers(response.raw_headers, self._edge.max_retry_after_seconds)
         return self._respond(exchange, 200, headers_out, body)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+
 from kestrel.common.events import RequestEvent
 from kestrel.edge.attempts import Opened, outcome_for_error_event
 from kestrel.edge.dialects.anthropic import error_event
@@ -62,7 +63,7 @@ class StreamRelay:
         self._session_id = session_id
         self._scheduler = scheduler
         self._publish = publish
-        self._headers = client_response_headers(opened.response.headers.raw, max_retry_after)
+        self._headers = client_response_headers(opened.response.raw_headers, max_retry_after)
         self._headers.append((b"x-kestrel-request-id", exchange.request_id.encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +120,7 @@ class StreamRelay:
             Completion(
                 outcome,
                 http_status=opened.response.status_code,
-                rate_limit_headers=rate_limit_headers(opened.response.headers.raw),
+                rate_limit_headers=rate_limit_headers(opened.response.raw_headers),
                 usage=tap.usage(),
                 session_id=self._session_id,
             ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from kestrel.common.events import RequestEvent
 from kestrel.edge.sse import iter_events
 from kestrel.scheduler.contract import Usage

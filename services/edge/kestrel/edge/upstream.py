@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
+
 from kestrel.common.config import AccountConfig, EdgeConfig
 
 
@@ -53,8 +55,56 @@ def prepare_upstreams(accounts: Sequence[AccountConfig]) -> dict[str, Upstream]:
     return prepared
 
 
-class UpstreamClient:
-    """One connection pool shared by every account and request."""
+class UpstreamResponse(Protocol):
+    """A response whose headers are in; the body is read with ``read`` or ``iter_chunks``."""
+
+    status_code: int
+    raw_headers: list[tuple[bytes, bytes]]
+    """Header names lower-cased, values as received."""
+
+    async def read(self) -> bytes:
+        """The whole body; raises ``UpstreamError`` subclasses; closes the response."""
+        ...
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive (chunked encoding removed); raises ``UpstreamError``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection (back to the pool only when the body was read to the end)."""
+        ...
+
+
+class UpstreamTransport(Protocol):
+    """Sends one request to an upstream account; the seam between the edge and HTTP clients."""
+
+    async def open(
+        self, upstream: Upstream, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _HttpxResponse:
+    __slots__ = ("_response", "raw_headers", "status_code")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status_code = response.status_code
+        self.raw_headers = [(k.lower(), v) for k, v in response.headers.raw]
+
+    async def read(self) -> bytes:
+        return await read_all(self._response)
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        return iter_body(self._response)
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class HttpxTransport:
+    """The upstream transport on httpx: one connection pool shared by every account and request."""
 
     def __init__(self, config: EdgeConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
         timeout = httpx.Timeout(
@@ -68,11 +118,11 @@ class UpstreamClient:
 
     async def open(
         self, upstream: Upstream, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         """Send the request and return once the response headers are in."""
         request = self._client.build_request(method, upstream.base_url + target, headers=headers, content=body)
         try:
-            return await self._client.send(request, stream=True)
+            return _HttpxResponse(await self._client.send(request, stream=True))
         except httpx.TimeoutException as exc:
             raise TimedOut(f"{upstream.account_id}: upstream timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:

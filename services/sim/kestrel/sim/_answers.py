@@ -90,8 +90,7 @@ def parse_script(data: Any) -> ScriptedResponse:
             if not isinstance(block.get("input", {}), dict):
                 raise ScriptError(f"content.{i}.input must be an object")
             blocks.append(
-                {"type": "tool_use", "id": block.get("id"), "name": block["name"],
-                 "input": block.get("input", {})}
+                {"type": "tool_use", "id": block.get("id"), "name": block["name"], "input": block.get("input", {})}
             )
         else:
             raise ScriptError(
@@ -136,9 +135,7 @@ def marker_blocks(text: str) -> list[dict[str, Any]]:
         if end < 0:
             continue
         body = text[start:end]
-        blocks.append(
-            {"type": "text", "text": body} if kind == "text" else {"type": "thinking", "thinking": body}
-        )
+        blocks.append({"type": "text", "text": body} if kind == "text" else {"type": "thinking", "thinking": body})
     return blocks
 
 
@@ -175,9 +172,7 @@ def _tool_marker(text: str, start: int) -> dict[str, Any]:
     raise RequestError(f"sim marker: [[sim:tool {name} ...]] needs a JSON object input")
 
 
-def _finish(
-    request: MessagesRequest, blocks: list[dict[str, Any]], stop_reason: str | None
-) -> Answer:
+def _finish(request: MessagesRequest, blocks: list[dict[str, Any]], stop_reason: str | None) -> Answer:
     budget = request.max_tokens
     used = 0
     content: list[dict[str, Any]] = []
@@ -235,9 +230,7 @@ def _first_stop(text: str, stops: tuple[str, ...]) -> str | None:
 
 
 def _empty(block: dict[str, Any]) -> bool:
-    return (block["type"] == "text" and not block["text"]) or (
-        block["type"] == "thinking" and not block["thinking"]
-    )
+    return (block["type"] == "text" and not block["text"]) or (block["type"] == "thinking" and not block["thinking"])
 
 
 def _pick(block: dict[str, Any], *names: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from kestrel.sim import _ids, _render
 from kestrel.sim._answers import build_answer, marker_blocks
 from kestrel.sim._faults import MESSAGES as FAULT_MESSAGES
+from kestrel.sim._faults import Fault
 from kestrel.sim._request import RequestError, parse_messages
 from kestrel.sim._responses import SSE_HEADERS, BytesResponse, SSEResponse, TruncatedResponse, error_body
 from kestrel.sim._state import Simulator
@@ -55,36 +56,31 @@ class AnthropicApi:
     async def messages(self, request: Request) -> Any:
         sim, config = self.sim, self.sim.config
         body = await request.body()
-        rid = _ids.request_id()
-        entry = sim.log.record(request.scope, body, rid)
-        base: Headers = [(b"request-id", rid.encode()), *sim.base_headers]
-
+        entry, rid, base = self._begin(request, body)
         key_or_error = self._authenticate(request, entry, rid, base)
         if not isinstance(key_or_error, tuple):
             return key_or_error
         key, limits = key_or_error
         try:
-            req = parse_messages(body, verify_signatures=config.verify_signatures)
+            req = parse_messages(
+                body,
+                verify_signatures=config.verify_signatures,
+                interleaved_thinking="interleaved-thinking" in request.headers.get("anthropic-beta", ""),
+            )
             markers = marker_blocks(req.last_user_text)
         except RequestError as exc:
-            return _error(entry, rid, base, exc.status, exc.error_type, exc.message)
+            peeked = base + sim.limiter.peek(key, limits)
+            return _error(entry, rid, peeked, exc.status, exc.error_type, exc.message)
         if config.strict_models and req.model not in sim.model_ids:
-            return _error(entry, rid, base, 404, "not_found_error", f"model: {req.model}")
+            peeked = base + sim.limiter.peek(key, limits)
+            return _error(entry, rid, peeked, 404, "not_found_error", f"model: {req.model}")
 
         fault = sim.faults.pop(key)
-        if fault is not None:
-            early = fault.http_error(req.stream)
-            if early is not None:
-                status, error_type = early
-                extra = [_RETRY]
-                if status == 429:
-                    extra.append((b"retry-after", str(fault.retry_after).encode()))
-                return _error(entry, rid, [*base, *extra], status, error_type, FAULT_MESSAGES[error_type])
+        if fault is not None and fault.http_error(req.stream) is not None:
+            return _fault_error(fault, req.stream, entry, rid, base + sim.limiter.peek(key, limits))
 
         plan = sim.cache.plan(key, req.prompt)
-        refusal = sim.limiter.admit(
-            key, limits, plan.input_tokens + plan.cache_creation_input_tokens
-        )
+        refusal = sim.limiter.admit(key, limits, plan.input_tokens + plan.cache_creation_input_tokens)
         if refusal is not None:
             extra = [(b"retry-after", str(refusal.retry_after).encode()), _RETRY, *refusal.headers]
             return _error(entry, rid, [*base, *extra], 429, "rate_limit_error", refusal.message)
@@ -111,9 +107,7 @@ class AnthropicApi:
 
     async def count_tokens(self, request: Request) -> Any:
         body = await request.body()
-        rid = _ids.request_id()
-        entry = self.sim.log.record(request.scope, body, rid)
-        base: Headers = [(b"request-id", rid.encode()), *self.sim.base_headers]
+        entry, rid, base = self._begin(request, body)
         key_or_error = self._authenticate(request, entry, rid, base)
         if not isinstance(key_or_error, tuple):
             return key_or_error
@@ -125,9 +119,7 @@ class AnthropicApi:
         return BytesResponse(200, orjson.dumps({"input_tokens": req.prompt.total_tokens}), base)
 
     async def list_models(self, request: Request) -> Any:
-        rid = _ids.request_id()
-        entry = self.sim.log.record(request.scope, b"", rid)
-        base: Headers = [(b"request-id", rid.encode()), *self.sim.base_headers]
+        entry, rid, base = self._begin(request, b"")
         key_or_error = self._authenticate(request, entry, rid, base)
         if not isinstance(key_or_error, tuple):
             return key_or_error
@@ -137,8 +129,9 @@ class AnthropicApi:
         except ValueError:
             limit = 0
         if not 1 <= limit <= 1000:
-            return _error(entry, rid, base, 400, "invalid_request_error",
-                          "limit: Input should be an integer between 1 and 1000")
+            return _error(
+                entry, rid, base, 400, "invalid_request_error", "limit: Input should be an integer between 1 and 1000"
+            )
         models = self._models
         if "after_id" in params:
             ids = [m["id"] for m in models]
@@ -162,9 +155,7 @@ class AnthropicApi:
         return BytesResponse(200, orjson.dumps(listing), base)
 
     async def get_model(self, request: Request) -> Any:
-        rid = _ids.request_id()
-        entry = self.sim.log.record(request.scope, b"", rid)
-        base: Headers = [(b"request-id", rid.encode()), *self.sim.base_headers]
+        entry, rid, base = self._begin(request, b"")
         key_or_error = self._authenticate(request, entry, rid, base)
         if not isinstance(key_or_error, tuple):
             return key_or_error
@@ -174,6 +165,12 @@ class AnthropicApi:
             return _error(entry, rid, base, 404, "not_found_error", f"model: {model_id}")
         entry["status"] = 200
         return BytesResponse(200, orjson.dumps(model), base)
+
+    def _begin(self, request: Request, body: bytes) -> tuple[dict[str, Any], str, Headers]:
+        """Log the request; return its log entry, request id and the headers every answer has."""
+        rid = _ids.request_id()
+        entry = self.sim.log.record(request.scope, body, rid)
+        return entry, rid, [(b"request-id", rid.encode()), *self.sim.base_headers]
 
     def _authenticate(
         self, request: Request, entry: dict[str, Any], rid: str, base: Headers
@@ -186,8 +183,7 @@ class AnthropicApi:
             if auth[:7].lower() == "bearer ":
                 key = auth[7:].strip()
         if not key:
-            return _error(entry, rid, base, 401, "authentication_error",
-                          "x-api-key header is required")
+            return _error(entry, rid, base, 401, "authentication_error", "x-api-key header is required")
         limits = self.sim.limits_for(key)
         if limits is None:
             return _error(entry, rid, base, 401, "authentication_error", "invalid x-api-key")
@@ -199,6 +195,15 @@ def _error(
 ) -> BytesResponse:
     entry["status"] = status
     return BytesResponse(status, error_body(error_type, message, rid), headers)
+
+
+def _fault_error(fault: Fault, streaming: bool, entry: dict[str, Any], rid: str, base: Headers) -> BytesResponse:
+    """The real error response for a fault that strikes before headers."""
+    status, error_type = fault.http_error(streaming) or (500, "api_error")
+    headers = [*base, _RETRY]
+    if status == 429:
+        headers.append((b"retry-after", str(fault.retry_after).encode()))
+    return _error(entry, rid, headers, status, error_type, FAULT_MESSAGES[error_type])
 
 
 def _model_json(model: Any) -> dict[str, Any]:

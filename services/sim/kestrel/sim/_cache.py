@@ -101,8 +101,9 @@ class PromptCache:
         entries = self._entries.setdefault(key, {})
         now = self._clock()
         if plan.read_digest is not None:
-            _expiry, ttl = entries[plan.read_digest]
-            entries[plan.read_digest] = (now + TTL_SECONDS[ttl], ttl)
+            entry = entries.get(plan.read_digest)
+            if entry is not None:
+                entries[plan.read_digest] = (now + TTL_SECONDS[entry[1]], entry[1])
         for digest, ttl in plan.writes:
             entries.pop(digest, None)  # re-insert so dict order tracks recency for pruning
             entries[digest] = (now + TTL_SECONDS[ttl], ttl)
@@ -133,10 +134,7 @@ def _prefix_digests(prompt: Prompt) -> dict[int, bytes]:
     running = hashlib.blake2b(prompt.model.encode(), digest_size=16)
     digests: dict[int, bytes] = {}
     for i in range(last + 1):
-        segment = prompt.segments[i]
-        running.update(prompt.tags[i])
-        running.update(_segment_bytes(segment))
-        running.update(b"\x00")
+        running.update(prompt.tags[i] + _segment_bytes(prompt.segments[i]) + b"\x00")
         if i in wanted:
             digests[i] = running.copy().digest()
     return digests

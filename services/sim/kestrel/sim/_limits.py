@@ -14,7 +14,8 @@ The semantics are chosen to be exact, so a test can predict every answer:
 * A 429 carries ``retry-after: ceil(reset - now)`` (integer seconds, at least 1) and the
   ``anthropic-ratelimit-*`` headers. Every ``*-reset`` header is the window end rounded **up** to
   the second in RFC 3339 UTC, so neither hint is ever earlier than the real reset.
-* Headers on an admitted request show the state after it, output included.
+* Headers on an admitted request show the state after it, output included; other answers to a
+  limited key (400, fault errors) show the state as it stands.
 """
 
 from __future__ import annotations
@@ -79,6 +80,20 @@ class RateLimiter:
             return []
         window = self._current(key, limits, self._clock())
         window.output_tokens += output_tokens
+        return self._headers(limits, window)
+
+    def peek(self, key: str, limits: KeyLimits) -> Headers:
+        """Headers for the window as it stands, charging nothing (for refused requests).
+
+        With no open window they show full budgets and a reset one window from now, without
+        opening one: only requests that reach admission open windows.
+        """
+        if not limits.limited:
+            return []
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or now >= window.end:
+            window = Window(start=now, end=now + limits.window_s)
         return self._headers(limits, window)
 
     def state(self, key: str, limits: KeyLimits | None) -> dict[str, object]:
@@ -148,10 +163,7 @@ class RateLimiter:
 def _exceeded(limits: KeyLimits, window: Window, input_cost: int) -> tuple[int, str] | None:
     if limits.requests_per_window and window.requests + 1 > limits.requests_per_window:
         return limits.requests_per_window, "requests"
-    if (
-        limits.input_tokens_per_window
-        and window.input_tokens + input_cost > limits.input_tokens_per_window
-    ):
+    if limits.input_tokens_per_window and window.input_tokens + input_cost > limits.input_tokens_per_window:
         return limits.input_tokens_per_window, "input tokens"
     if limits.output_tokens_per_window and window.output_tokens >= limits.output_tokens_per_window:
         return limits.output_tokens_per_window, "output tokens"

@@ -38,9 +38,7 @@ class StreamPlan:
     """Index of the first ``content_block_start`` (``ttft_ms`` is slept before it)."""
 
     def add(self, event: str, data: dict[str, Any], tokens: int = 0) -> None:
-        self.frames.append(
-            b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-        )
+        self.frames.append(b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
         self.tokens.append(tokens)
 
 
@@ -75,9 +73,7 @@ def message_json(answer: Answer, model: str, message_id: str, plan: CachePlan) -
     )
 
 
-def stream_plan(
-    answer: Answer, model: str, message_id: str, plan: CachePlan, chunk_tokens: int
-) -> StreamPlan:
+def stream_plan(answer: Answer, model: str, message_id: str, plan: CachePlan, chunk_tokens: int) -> StreamPlan:
     """The SSE frames of the streamed response, in A5 order."""
     chunk = chunk_tokens * 4
     out = StreamPlan()
@@ -125,26 +121,33 @@ def _add_block(out: StreamPlan, index: int, block: dict[str, Any], chunk: int) -
     if kind == "text":
         out.add("content_block_start", _start(index, {"type": "text", "text": ""}))
         for piece in _slices(block["text"], chunk):
-            out.add("content_block_delta", _delta(index, {"type": "text_delta", "text": piece}),
-                    tokens_for_chars(len(piece)))
+            out.add(
+                "content_block_delta",
+                _delta(index, {"type": "text_delta", "text": piece}),
+                tokens_for_chars(len(piece)),
+            )
     elif kind == "thinking":
-        out.add("content_block_start",
-                _start(index, {"type": "thinking", "thinking": "", "signature": ""}))
+        out.add("content_block_start", _start(index, {"type": "thinking", "thinking": "", "signature": ""}))
         # An omitted-display thinking block has no text: only its signature is streamed.
         for piece in _slices(block["thinking"], chunk) if block["thinking"] else ():
-            out.add("content_block_delta",
-                    _delta(index, {"type": "thinking_delta", "thinking": piece}),
-                    tokens_for_chars(len(piece)))
-        out.add("content_block_delta",
-                _delta(index, {"type": "signature_delta", "signature": block["signature"]}))
+            out.add(
+                "content_block_delta",
+                _delta(index, {"type": "thinking_delta", "thinking": piece}),
+                tokens_for_chars(len(piece)),
+            )
+        out.add("content_block_delta", _delta(index, {"type": "signature_delta", "signature": block["signature"]}))
     elif kind == "tool_use":
-        out.add("content_block_start", _start(
-            index, {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}))
+        out.add(
+            "content_block_start",
+            _start(index, {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+        )
         text = orjson.dumps(block["input"]).decode()
         for piece in ["", *_json_slices(text, chunk)]:
-            out.add("content_block_delta",
-                    _delta(index, {"type": "input_json_delta", "partial_json": piece}),
-                    tokens_for_chars(len(piece)))
+            out.add(
+                "content_block_delta",
+                _delta(index, {"type": "input_json_delta", "partial_json": piece}),
+                tokens_for_chars(len(piece)),
+            )
     else:  # redacted_thinking (and anything else) arrives whole, without deltas
         out.add("content_block_start", _start(index, block))
     out.add("content_block_stop", {"type": "content_block_stop", "index": index})

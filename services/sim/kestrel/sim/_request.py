@@ -13,7 +13,8 @@ Checks, each a 400 ``invalid_request_error`` unless noted:
 * roles are ``user``/``assistant``; content is a string or a list of typed blocks;
 * every ``tool_use`` is answered by a ``tool_result`` in the next message, and every
   ``tool_result`` answers a ``tool_use`` of the previous message;
-* ``thinking.enabled`` has ``budget_tokens >= 1024`` and below ``max_tokens``;
+* ``thinking.enabled`` has ``budget_tokens >= 1024`` and below ``max_tokens`` (unless the
+  interleaved-thinking beta is on);
 * at most 4 ``cache_control`` blocks, ``ttl`` is ``5m`` or ``1h``;
 * with ``verify_signatures``: thinking blocks carry a signature the sim minted.
 """
@@ -34,9 +35,7 @@ MAX_BREAKPOINTS = 4
 class RequestError(Exception):
     """A request the real API would refuse; carries the status and error type to answer with."""
 
-    def __init__(
-        self, message: str, status: int = 400, error_type: str = "invalid_request_error"
-    ) -> None:
+    def __init__(self, message: str, status: int = 400, error_type: str = "invalid_request_error") -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -88,8 +87,18 @@ class MessagesRequest:
     message_count: int
 
 
-def parse_messages(body: bytes, *, count_only: bool = False, verify_signatures: bool = False) -> MessagesRequest:
-    """Validate a body for ``/v1/messages`` (or ``count_tokens`` with ``count_only``)."""
+def parse_messages(
+    body: bytes,
+    *,
+    count_only: bool = False,
+    verify_signatures: bool = False,
+    interleaved_thinking: bool = False,
+) -> MessagesRequest:
+    """Validate a body for ``/v1/messages`` (or ``count_tokens`` with ``count_only``).
+
+    ``interleaved_thinking`` is set when ``anthropic-beta`` carries ``interleaved-thinking-…``:
+    under that beta the thinking budget may exceed ``max_tokens``, and Claude Code sends it so.
+    """
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -118,7 +127,7 @@ def parse_messages(body: bytes, *, count_only: bool = False, verify_signatures: 
     if not isinstance(stream, bool):
         raise RequestError("stream: Input should be a valid boolean")
 
-    thinking, display = _thinking(data.get("thinking"), max_tokens, count_only)
+    thinking, display = _thinking(data.get("thinking"), max_tokens, count_only or interleaved_thinking)
     stops = data.get("stop_sequences") or ()
     if not isinstance(stops, list | tuple) or not all(isinstance(s, str) and s for s in stops):
         raise RequestError("stop_sequences: Input should be a list of non-empty strings")
@@ -149,7 +158,7 @@ def parse_messages(body: bytes, *, count_only: bool = False, verify_signatures: 
     )
 
 
-def _thinking(value: Any, max_tokens: int, count_only: bool) -> tuple[str | None, str]:
+def _thinking(value: Any, max_tokens: int, any_budget: bool) -> tuple[str | None, str]:
     if value is None:
         return None, "summarized"
     if not isinstance(value, dict) or value.get("type") not in ("enabled", "adaptive", "disabled"):
@@ -165,10 +174,8 @@ def _thinking(value: Any, max_tokens: int, count_only: bool) -> tuple[str | None
         if isinstance(budget, bool) or not isinstance(budget, int):
             raise RequestError("thinking.enabled.budget_tokens: Field required")
         if budget < 1024:
-            raise RequestError(
-                "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
-            )
-        if not count_only and budget >= max_tokens:
+            raise RequestError("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        if not any_budget and budget >= max_tokens:
             raise RequestError(
                 "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
                 "documentation at https://docs.claude.com/en/docs/build-with-claude/"
@@ -265,11 +272,7 @@ def _add_messages(prompt: Prompt, messages: list[Any], verify_signatures: bool) 
 
 def _check_signature(block: dict[str, Any], i: int, j: int) -> None:
     thinking, signature = block.get("thinking"), block.get("signature")
-    if not (
-        isinstance(thinking, str)
-        and isinstance(signature, str)
-        and _ids.signature_valid(thinking, signature)
-    ):
+    if not (isinstance(thinking, str) and isinstance(signature, str) and _ids.signature_valid(thinking, signature)):
         raise RequestError(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
 
 

@@ -32,8 +32,7 @@ SSE_HEADERS: Headers = [
     (b"cache-control", b"no-cache"),
 ]
 _OVERLOADED_EVENT = (
-    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
-    b'"message":"Overloaded"}}\n\n'
+    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
 )
 
 
@@ -84,9 +83,7 @@ class TruncatedResponse(BytesResponse):
     """Announces the full length, sends half, then drops the connection (``reset`` fault)."""
 
     async def _send_body(self, send: Send) -> None:
-        await send(
-            {"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True}
-        )
+        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
 
 
 class SSEResponse:

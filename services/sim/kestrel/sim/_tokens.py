@@ -75,9 +75,7 @@ def tool_chars(tool: dict[str, Any]) -> int:
     """Characters of a tool definition; the cache marker never counts."""
     if tool.get("type") in (None, "custom"):
         return (
-            _str_len(tool.get("name"))
-            + _str_len(tool.get("description"))
-            + len(orjson.dumps(tool.get("input_schema")))
+            _str_len(tool.get("name")) + _str_len(tool.get("description")) + len(orjson.dumps(tool.get("input_schema")))
         )
     return len(orjson.dumps(without_cache_control(tool)))
 

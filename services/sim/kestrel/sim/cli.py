@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--config", metavar="FILE", help="YAML sim config")
     parser.add_argument(
-        "--key", action="append", default=[], metavar="KEY[:rpm[:itpm[:otpm]]]",
+        "--key",
+        action="append",
+        default=[],
+        metavar="KEY[:rpm[:itpm[:otpm]]]",
         help="an API key and its per-minute limits (repeatable)",
     )
     parser.add_argument("--closed", action="store_true", help="401 for keys not configured")

@@ -61,9 +61,7 @@ class KeyLimits:
     @property
     def limited(self) -> bool:
         """True when any budget is set, i.e. when rate-limit headers are due."""
-        return bool(
-            self.requests_per_window or self.input_tokens_per_window or self.output_tokens_per_window
-        )
+        return bool(self.requests_per_window or self.input_tokens_per_window or self.output_tokens_per_window)
 
 
 @dataclass(frozen=True, slots=True)

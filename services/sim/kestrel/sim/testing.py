@@ -35,7 +35,8 @@ class SimHandle:
     def __init__(self, url: str, state: Simulator) -> None:
         self.url = url
         self.state = state
-        self._client = httpx.Client(base_url=url, timeout=10.0)
+        self.http = httpx.Client(base_url=url, timeout=30.0)
+        """A client bound to ``url``; reuse it (a new httpx client costs an SSL context)."""
 
     def script(self, responses: list[ScriptItem], key: str | None = None) -> dict[str, Any]:
         """Queue answers. Each item is a full response dict (``{"content": [...],
@@ -70,13 +71,13 @@ class SimHandle:
     def requests(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Received ``/v1`` requests, oldest first (``path``, ``query``, ``headers``, ``body``...)."""
         params = {"limit": limit} if limit is not None else None
-        response = self._client.get("/_sim/requests", params=params)
+        response = self.http.get("/_sim/requests", params=params)
         response.raise_for_status()
         return list(response.json()["requests"])
 
     def key_state(self, key: str) -> dict[str, Any]:
         """The key's limits, current window (``start``/``reset_at`` epoch seconds) and counts."""
-        response = self._client.get(f"/_sim/keys/{key}")
+        response = self.http.get(f"/_sim/keys/{key}")
         response.raise_for_status()
         return dict(response.json())
 
@@ -88,28 +89,28 @@ class SimHandle:
             "output_tokens_per_window": limits.output_tokens_per_window,
             "window_s": limits.window_s,
         }
-        response = self._client.put(f"/_sim/keys/{key}", json=body)
+        response = self.http.put(f"/_sim/keys/{key}", json=body)
         response.raise_for_status()
         return dict(response.json())
 
     def clear_script(self) -> None:
-        self._client.delete("/_sim/script").raise_for_status()
+        self.http.delete("/_sim/script").raise_for_status()
 
     def clear_faults(self) -> None:
-        self._client.delete("/_sim/faults").raise_for_status()
+        self.http.delete("/_sim/faults").raise_for_status()
 
     def clear_requests(self) -> None:
-        self._client.delete("/_sim/requests").raise_for_status()
+        self.http.delete("/_sim/requests").raise_for_status()
 
     def reset(self) -> None:
         """Drop scripts, faults, logged requests, rate windows and the cache; restore key limits."""
-        self._client.post("/_sim/reset").raise_for_status()
+        self.http.post("/_sim/reset").raise_for_status()
 
     def close(self) -> None:
-        self._client.close()
+        self.http.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self._client.post(path, json=body)
+        response = self.http.post(path, json=body)
         if response.status_code != 200:
             raise ValueError(f"{path}: {response.status_code} {response.text}")
         return dict(response.json())

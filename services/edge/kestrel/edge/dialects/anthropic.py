@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from kestrel.edge.errors import GatewayError, InvalidRequest
 
 SESSION_HEADER = "x-claude-code-session-id"
