@@ -94,8 +94,10 @@ def main() -> int:
         wait_ready(sim_url, "/v1/models")
         wait_ready(k_url, "/livez")
         print(f"passthrough: {args.requests} requests per case, concurrency {args.concurrency}, loopback")
-        print(f"{'case':<12}{'direct p50':>11}{'p99':>8}{'kestrel p50':>13}{'p99':>8}{'added p50':>11}"
-              f"{'added p99':>11}{'CPU/req':>10}{'rps ratio':>11}")
+        print(
+            f"{'case':<12}{'direct p50':>11}{'p99':>8}{'kestrel p50':>13}{'p99':>8}{'added p50':>11}"
+            f"{'added p99':>11}{'CPU/req':>10}{'rps ratio':>11}"
+        )
         for name, body in (("non-stream", SMALL), ("stream", {**SMALL, "stream": True})):
             asyncio.run(drive(sim_url, body, 200, args.concurrency))  # warm up both paths
             asyncio.run(drive(k_url, body, 200, args.concurrency))
@@ -108,9 +110,9 @@ def main() -> int:
             proxied_wall = time.perf_counter() - t0
             cpu_ms = (cpu_seconds(procs[1].pid) - cpu0) / args.requests * 1000
             print(
-                f"{name:<12}{pct(direct, .5):>9.2f}ms{pct(direct, .99):>6.2f}ms{pct(proxied, .5):>11.2f}ms"
-                f"{pct(proxied, .99):>6.2f}ms{pct(proxied, .5) - pct(direct, .5):>9.2f}ms"
-                f"{pct(proxied, .99) - pct(direct, .99):>9.2f}ms{cpu_ms:>8.3f}ms"
+                f"{name:<12}{pct(direct, 0.5):>9.2f}ms{pct(direct, 0.99):>6.2f}ms{pct(proxied, 0.5):>11.2f}ms"
+                f"{pct(proxied, 0.99):>6.2f}ms{pct(proxied, 0.5) - pct(direct, 0.5):>9.2f}ms"
+                f"{pct(proxied, 0.99) - pct(direct, 0.99):>9.2f}ms{cpu_ms:>8.3f}ms"
                 f"{(args.requests / proxied_wall) / (args.requests / direct_wall):>10.2f}x"
             )
         print(f"mean direct latency {statistics.mean(direct) * 1000:.2f} ms (stream case)")

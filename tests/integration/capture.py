@@ -41,7 +41,9 @@ class CaptureProxy:
         async with httpx.AsyncClient(timeout=120) as client:
             request = client.build_request(scope["method"], url, headers=forward, content=body)
             response = await client.send(request, stream=True)
-            out = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-length", b"transfer-encoding")]
+            out = [
+                (k, v) for k, v in response.headers.raw if k.lower() not in (b"content-length", b"transfer-encoding")
+            ]
             await send({"type": "http.response.start", "status": response.status_code, "headers": out})
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -71,8 +71,12 @@ def test_stream_accumulates_to_the_non_streaming_message(client: anthropic.Anthr
 def test_tool_use_round_trip(client: anthropic.Anthropic, sim: SimHandle) -> None:
     sim.script(
         [
-            {"content": [{"type": "text", "text": "Let me read it."},
-                         {"type": "tool_use", "name": "read_file", "input": {"path": "src/main.py", "lines": [1, 20]}}]},
+            {
+                "content": [
+                    {"type": "text", "text": "Let me read it."},
+                    {"type": "tool_use", "name": "read_file", "input": {"path": "src/main.py", "lines": [1, 20]}},
+                ]
+            },
             {"content": [{"type": "text", "text": "The file defines main()."}]},
         ]
     )
@@ -132,7 +136,7 @@ def test_beta_query_string_is_forwarded(kestrel: KestrelHandle, sim: SimHandle) 
 def test_demoted_non_streaming_request_is_reassembled(sim: SimHandle, tmp_path: Path) -> None:
     with running_kestrel(tmp_path, accounts=[account(sim.url, "sk-one")], edge={"demote_non_streaming": True}) as k:
         client = anthropic.Anthropic(base_url=k.url, api_key="x", max_retries=0)
-        sim.script([{"content": [{"type": "tool_use", "name": "grep", "input": {"pattern": "a\"b"}}]}])
+        sim.script([{"content": [{"type": "tool_use", "name": "grep", "input": {"pattern": 'a"b'}}]}])
         message = client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "go"}])
         assert message.content[0].type == "tool_use" and message.content[0].input == {"pattern": 'a"b'}
         assert message.stop_reason == "tool_use"

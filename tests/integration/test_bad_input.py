@@ -16,12 +16,15 @@ KEY = "kst-test-key-alice"
 
 @pytest.fixture(scope="module")
 def kestrel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KestrelHandle, SimHandle]]:
-    with running_sim() as sim, running_kestrel(
-        tmp_path_factory.mktemp("k"),
-        accounts=[account(sim.url, "sk-one")],
-        auth={"client_keys": [{"id": "alice", "sha256": hash_client_key(KEY)}]},
-        edge={"max_body_bytes": 64 * 1024},
-    ) as handle:
+    with (
+        running_sim() as sim,
+        running_kestrel(
+            tmp_path_factory.mktemp("k"),
+            accounts=[account(sim.url, "sk-one")],
+            auth={"client_keys": [{"id": "alice", "sha256": hash_client_key(KEY)}]},
+            edge={"max_body_bytes": 64 * 1024},
+        ) as handle,
+    ):
         yield handle, sim
 
 
@@ -31,18 +34,47 @@ GOOD = {"model": "claude-sonnet-4-6", "max_tokens": 8, "messages": [{"role": "us
 @pytest.mark.parametrize(
     ("method", "path", "headers", "body", "status", "kind", "words"),
     [
-        ("POST", "/v1/messages", {"x-api-key": KEY}, b'{"model": "claude', 400, "invalid_request_error", "not valid JSON"),
-        ("POST", "/v1/messages", {"x-api-key": KEY}, b'{"max_tokens":1,"messages":[]}', 400, "invalid_request_error",
-         "model: Field required"),
-        ("POST", "/v1/messages", {"x-api-key": KEY}, b'{"model":"m","messages":[]}', 400, "invalid_request_error",
-         "max_tokens: Field required"),
+        (
+            "POST",
+            "/v1/messages",
+            {"x-api-key": KEY},
+            b'{"model": "claude',
+            400,
+            "invalid_request_error",
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            {"x-api-key": KEY},
+            b'{"max_tokens":1,"messages":[]}',
+            400,
+            "invalid_request_error",
+            "model: Field required",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            {"x-api-key": KEY},
+            b'{"model":"m","messages":[]}',
+            400,
+            "invalid_request_error",
+            "max_tokens: Field required",
+        ),
         ("POST", "/v1/nope", {"x-api-key": KEY}, b"{}", 404, "not_found_error", "no such endpoint"),
         ("GET", "/v1/messages", {"x-api-key": KEY}, b"", 405, "invalid_request_error", "use POST"),
         ("POST", "/v1/messages", {}, None, 401, "authentication_error", "missing client key"),
         ("POST", "/v1/messages", {"x-api-key": "kst-wrong"}, None, 401, "authentication_error", "invalid client key"),
         ("POST", "/v1/messages", {"authorization": "Bearer kst-wrong"}, None, 401, "authentication_error", "invalid"),
-        ("POST", "/v1/messages", {"x-api-key": KEY}, b'{"pad":"' + b"x" * 70_000 + b'"}', 413, "request_too_large",
-         "limit"),
+        (
+            "POST",
+            "/v1/messages",
+            {"x-api-key": KEY},
+            b'{"pad":"' + b"x" * 70_000 + b'"}',
+            413,
+            "request_too_large",
+            "limit",
+        ),
     ],
 )
 def test_bad_input_is_answered_in_anthropic_envelope_and_recorded(

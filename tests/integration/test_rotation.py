@@ -31,9 +31,12 @@ async def burst(url: str, count: int, **kwargs: object) -> list[httpx.Response]:
 
 
 def test_burst_within_capacity_never_shows_a_429_then_exhaustion_answers_429(tmp_path: Path) -> None:
-    with running_sim(sim_config(3)) as sim, running_kestrel(
-        tmp_path, accounts=[account(sim.url, k) for k in KEYS], scheduler={"max_wait_seconds": 0.5}
-    ) as kestrel:
+    with (
+        running_sim(sim_config(3)) as sim,
+        running_kestrel(
+            tmp_path, accounts=[account(sim.url, k) for k in KEYS], scheduler={"max_wait_seconds": 0.5}
+        ) as kestrel,
+    ):
         responses = asyncio.run(burst(kestrel.url, 9))
         assert [r.status_code for r in responses] == [200] * 9
         events = kestrel.events(9)
@@ -55,9 +58,10 @@ def test_burst_within_capacity_never_shows_a_429_then_exhaustion_answers_429(tmp
 
 
 def test_burst_larger_than_one_account_spills_over_with_retries_hidden(tmp_path: Path) -> None:
-    with running_sim(sim_config(4)) as sim, running_kestrel(
-        tmp_path, accounts=[account(sim.url, k, priority=i) for i, k in enumerate(KEYS)]
-    ) as kestrel:
+    with (
+        running_sim(sim_config(4)) as sim,
+        running_kestrel(tmp_path, accounts=[account(sim.url, k, priority=i) for i, k in enumerate(KEYS)]) as kestrel,
+    ):
         sim.fault("429", key="sk-a", count=2, retry_after=5)
         responses = asyncio.run(burst(kestrel.url, 10))
         assert [r.status_code for r in responses] == [200] * 10
@@ -68,9 +72,11 @@ def test_burst_larger_than_one_account_spills_over_with_retries_hidden(tmp_path:
 
 
 def test_session_sticks_to_its_account_and_moves_only_when_it_cools(tmp_path: Path) -> None:
-    with running_sim(sim_config(100)) as sim, running_kestrel(
-        tmp_path, accounts=[account(sim.url, k) for k in KEYS]
-    ) as kestrel:
+    with (
+        running_sim(sim_config(100)) as sim,
+        running_kestrel(tmp_path, accounts=[account(sim.url, k) for k in KEYS]) as kestrel,
+    ):
+
         def send(session: str) -> str:
             response = httpx.post(
                 kestrel.url + "/v1/messages", json=BODY, headers={"x-claude-code-session-id": session}
@@ -88,9 +94,10 @@ def test_session_sticks_to_its_account_and_moves_only_when_it_cools(tmp_path: Pa
 
 
 def test_overloaded_and_failing_accounts_are_skipped_before_the_first_byte(tmp_path: Path) -> None:
-    with running_sim(sim_config(100)) as sim, running_kestrel(
-        tmp_path, accounts=[account(sim.url, k, priority=i) for i, k in enumerate(KEYS)]
-    ) as kestrel:
+    with (
+        running_sim(sim_config(100)) as sim,
+        running_kestrel(tmp_path, accounts=[account(sim.url, k, priority=i) for i, k in enumerate(KEYS)]) as kestrel,
+    ):
         sim.fault("529", key="sk-a")
         sim.fault("500", key="sk-b")
         response = httpx.post(kestrel.url + "/v1/messages", json={**BODY, "stream": True}, timeout=30)
@@ -102,9 +109,7 @@ def test_overloaded_and_failing_accounts_are_skipped_before_the_first_byte(tmp_p
 
 
 def test_reset_mid_stream_ends_with_a_well_formed_error_event(tmp_path: Path) -> None:
-    with running_sim(sim_config(100)) as sim, running_kestrel(
-        tmp_path, accounts=[account(sim.url, "sk-a")]
-    ) as kestrel:
+    with running_sim(sim_config(100)) as sim, running_kestrel(tmp_path, accounts=[account(sim.url, "sk-a")]) as kestrel:
         sim.fault("reset", key="sk-a", after_events=4)
         started = time.monotonic()
         with httpx.stream("POST", kestrel.url + "/v1/messages", json={**BODY, "stream": True}, timeout=10) as response:

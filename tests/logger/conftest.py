@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
 from kestrel.logger.sink.base import EventSink
 from kestrel.logger.sink.memory import MemorySink
 from kestrel.logger.sink.sqlite import SQLiteSink

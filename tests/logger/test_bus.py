@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+
 from kestrel.logger.bus.memory import MemoryBus
 
 from .factories import make_event

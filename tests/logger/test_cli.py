@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from kestrel.common.events import Attempt, RequestEvent
 from kestrel.logger.cli import main
 from kestrel.logger.render import format_time

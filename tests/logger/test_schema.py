@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 
 import pytest
+
 from kestrel.common.events import RequestEvent
 from kestrel.logger.sink import schema
 from kestrel.logger.sink.base import EventFilter

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from kestrel.logger.sink import schema
 from kestrel.logger.sink.sqlite import SQLiteSink
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+
 from kestrel.logger.bus.memory import MemoryBus
 from kestrel.logger.sink.memory import MemorySink
 from kestrel.logger.writer import EventWriter

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kestrel.common.config import AccountConfig, SchedulerConfig
 from pydantic import SecretStr
+
+from kestrel.common.config import AccountConfig, SchedulerConfig
 
 
 def account(

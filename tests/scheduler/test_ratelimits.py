@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
+
 from kestrel.scheduler.ratelimits import (
     cooldown_until,
     parse_duration,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
 from kestrel.common.config import AccountConfig
 from kestrel.scheduler import (
     AccountState,

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+
 from kestrel.scheduler.leases import Backoff, Effect
 from kestrel.scheduler.ratelimits import Quota
 from kestrel.scheduler.store import Claim, MemoryStore, SchedulerStore

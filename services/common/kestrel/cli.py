@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from kestrel.common.config import ConfigError, KestrelConfig, hash_client_key, load_config, new_client_key
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+
 from kestrel.common.config import KestrelConfig, config_from_dict
 from kestrel.common.serving import BackgroundServer, uvicorn_config
-from kestrel.edge.app import create_app
+from kestrel.edge.app import EdgeApp, create_app
 from kestrel.logger.bus.memory import MemoryBus
 from kestrel.logger.sink.sqlite import SQLiteSink
 from kestrel.logger.writer import EventWriter
@@ -32,7 +32,7 @@ DEMO_KEYS = ("demo-key-1", "demo-key-2", "demo-key-3")
 class Embedded:
     """The parts of a one-process Kestrel, for ``kestrel up`` and for tests."""
 
-    app: FastAPI
+    app: EdgeApp
     scheduler: SchedulerService
     bus: MemoryBus
     database: Path

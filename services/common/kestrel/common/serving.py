@@ -25,6 +25,7 @@ def uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Con
         port=port,
         log_level=kwargs.pop("log_level", "warning"),
         access_log=False,
+        proxy_headers=kwargs.pop("proxy_headers", False),
         lifespan=kwargs.pop("lifespan", "on"),
         timeout_keep_alive=kwargs.pop("timeout_keep_alive", 75),
         **kwargs,

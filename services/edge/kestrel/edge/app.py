@@ -1,17 +1,23 @@
 """The edge as an ASGI app: the composition root for one edge process.
 
-``create_app`` takes everything the edge talks to (a scheduler, an event publisher) so the same
-app runs in ``kestrel up`` with in-process adapters and in the cluster with remote ones.
+``create_app`` takes everything the edge talks to (a scheduler, an event publisher, optionally an
+upstream transport) so the same app runs in ``kestrel up`` with in-process adapters and in the
+cluster with remote ones.
+
+The proxy routes are dispatched by a dict lookup straight to the gateway, in front of FastAPI:
+its middleware stack costs more per request than the whole passthrough budget. FastAPI keeps
+the lifespan and everything that is not on the hot path (the admin API, later).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.requests import Request
 from starlette.routing import Route
 
 from kestrel.common.config import KestrelConfig
@@ -21,6 +27,30 @@ from kestrel.edge.upstream import HttpxTransport, UpstreamTransport, prepare_ups
 from kestrel.scheduler.contract import LeaseClient
 
 _ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+class EdgeApp:
+    """Hot routes by exact path (and the models prefix) to the gateway; the rest to FastAPI."""
+
+    def __init__(self, gateway: Gateway, fallback: FastAPI) -> None:
+        self.gateway = gateway
+        self.fallback = fallback
+        self.state = fallback.state
+        self._routes: dict[str, Handler] = {
+            "/v1/messages": gateway.messages,
+            "/v1/messages/count_tokens": gateway.count_tokens,
+            "/v1/models": gateway.models,
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            handler = self._routes.get(scope["path"])
+            if handler is not None:
+                response = await handler(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
 
 
 def create_app(
@@ -30,7 +60,7 @@ def create_app(
     *,
     transport: UpstreamTransport | None = None,
     resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
-) -> FastAPI:
+) -> EdgeApp:
     """Build the edge app.
 
     ``resources`` is entered before the app serves and left after its last request: the
@@ -51,13 +81,8 @@ def create_app(
                 await client.aclose()
 
     app = FastAPI(title="Kestrel", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.gateway = gateway
-    # The proxy routes are plain Starlette routes: no validation layer on the hot path.
     app.router.routes.extend(
         [
-            Route("/v1/messages", gateway.messages, methods=_ANY),
-            Route("/v1/messages/count_tokens", gateway.count_tokens, methods=_ANY),
-            Route("/v1/models", gateway.models, methods=_ANY),
             Route("/v1/models/{model_id:path}", gateway.models, methods=_ANY),
             Route("/", gateway.probe, methods=["GET", "HEAD"]),
             Route("/api/hello", gateway.probe, methods=["GET", "HEAD"]),
@@ -66,4 +91,4 @@ def create_app(
             Route("/{path:path}", gateway.not_found, methods=_ANY),
         ]
     )
-    return app
+    return EdgeApp(gateway, app)

@@ -7,6 +7,7 @@ Every path, including failures and unknown routes, ends in exactly one recorded 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,7 @@ from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
 
 Publish = Callable[[RequestEvent], None]
 _JSON = (b"content-type", b"application/json")
+_log = logging.getLogger("kestrel.edge")
 
 
 class Gateway:
@@ -90,6 +92,9 @@ class Gateway:
             return await endpoint(exchange, request)
         except GatewayError as error:
             return self._fail(exchange, error)
+        except Exception as exc:  # a bug must still answer in the client's dialect and be recorded
+            _log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            return self._fail(exchange, GatewayError(f"internal error in the gateway ({type(exc).__name__})"))
 
     async def _messages(self, exchange: Exchange, request: Request) -> Any:
         if request.method != "POST":

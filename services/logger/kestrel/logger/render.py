@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 import orjson
+
 from kestrel.common.events import Attempt, RequestEvent
 
 _SEP = "  "

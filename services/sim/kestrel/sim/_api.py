@@ -62,10 +62,12 @@ class AnthropicApi:
             return key_or_error
         key, limits = key_or_error
         try:
+            betas = request.headers.get("anthropic-beta", "")
             req = parse_messages(
                 body,
                 verify_signatures=config.verify_signatures,
-                interleaved_thinking="interleaved-thinking" in request.headers.get("anthropic-beta", ""),
+                interleaved_thinking="interleaved-thinking" in betas,
+                system_messages="mid-conversation-system" in betas,
             )
             markers = marker_blocks(req.last_user_text)
         except RequestError as exc:
@@ -112,7 +114,11 @@ class AnthropicApi:
         if not isinstance(key_or_error, tuple):
             return key_or_error
         try:
-            req = parse_messages(body, count_only=True)
+            req = parse_messages(
+                body,
+                count_only=True,
+                system_messages="mid-conversation-system" in request.headers.get("anthropic-beta", ""),
+            )
         except RequestError as exc:
             return _error(entry, rid, base, exc.status, exc.error_type, exc.message)
         entry["status"] = 200

@@ -93,8 +93,12 @@ def parse_messages(
     count_only: bool = False,
     verify_signatures: bool = False,
     interleaved_thinking: bool = False,
+    system_messages: bool = False,
 ) -> MessagesRequest:
     """Validate a body for ``/v1/messages`` (or ``count_tokens`` with ``count_only``).
+
+    ``system_messages`` is set when ``anthropic-beta`` carries ``mid-conversation-system-…``:
+    then ``messages`` may hold ``role: "system"`` entries, as Claude Code sends.
 
     ``interleaved_thinking`` is set when ``anthropic-beta`` carries ``interleaved-thinking-…``:
     under that beta the thinking budget may exceed ``max_tokens``, and Claude Code sends it so.
@@ -135,7 +139,7 @@ def parse_messages(
     prompt = Prompt(model)
     _add_tools(prompt, data.get("tools"))
     _add_system(prompt, data.get("system"))
-    last_user_text = _add_messages(prompt, messages, verify_signatures)
+    last_user_text = _add_messages(prompt, messages, verify_signatures, system_messages)
     if "cache_control" in data and prompt.segments:
         last = len(prompt.segments) - 1
         if not any(index == last for index, _ in prompt.breakpoints):
@@ -212,7 +216,7 @@ def _add_system(prompt: Prompt, system: Any) -> None:
         prompt.add(b"S", block, len(block["text"]))
 
 
-def _add_messages(prompt: Prompt, messages: list[Any], verify_signatures: bool) -> str:
+def _add_messages(prompt: Prompt, messages: list[Any], verify_signatures: bool, system_messages: bool = False) -> str:
     """Add every message's blocks; check tool pairing; return the last user message's text."""
     last_user_text = ""
     open_tool_ids: list[str] = []  # tool_use ids of the previous assistant turn
@@ -220,6 +224,9 @@ def _add_messages(prompt: Prompt, messages: list[Any], verify_signatures: bool) 
         if not isinstance(message, dict):
             raise RequestError(f"messages.{i}: Input should be a valid dictionary")
         role = message.get("role")
+        if role == "system" and system_messages:
+            _add_system(prompt, message.get("content"))  # does not break tool_use/tool_result pairing
+            continue
         if role not in ("user", "assistant"):
             raise RequestError(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         content = message.get("content")

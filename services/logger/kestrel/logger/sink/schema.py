@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
+
 from kestrel.common.events import Attempt, RequestEvent
 
 from .base import EventFilter
