@@ -1,7 +1,7 @@
 import time
 from email.utils import formatdate
 
-from kestrel.edge.headers import client_response_headers, retry_after_seconds, upstream_request_headers
+from kestrel.edge.headers import client_response_headers, upstream_request_headers
 
 
 def test_client_credentials_are_replaced_and_betas_kept_verbatim() -> None:
@@ -31,4 +31,3 @@ def test_retry_after_becomes_integer_seconds() -> None:
             assert got == expected
         else:
             assert 29 <= int(got) <= 31
-    assert retry_after_seconds("garbage") is None

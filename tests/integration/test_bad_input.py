@@ -115,7 +115,7 @@ def test_secrets_never_reach_the_record_or_the_error(kestrel: tuple[KestrelHandl
 
 
 def test_upstream_error_bodies_pass_through_unchanged(kestrel: tuple[KestrelHandle, SimHandle]) -> None:
-    handle, sim = kestrel
+    handle, _sim = kestrel
     bad = {**GOOD, "thinking": {"type": "enabled", "budget_tokens": 4096}}  # budget above max_tokens
     response = httpx.post(handle.url + "/v1/messages", headers={"x-api-key": KEY}, json=bad)
     assert response.status_code == 400

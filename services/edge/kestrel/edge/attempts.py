@@ -19,7 +19,7 @@ from kestrel.common.config import EdgeConfig, SchedulerConfig
 from kestrel.common.events import Attempt
 from kestrel.edge.errors import GatewayError, NotFound, RateLimited, UpstreamUnavailable
 from kestrel.edge.exchange import Exchange
-from kestrel.edge.headers import rate_limit_headers, upstream_request_headers, upstream_retry_after
+from kestrel.edge.headers import as_text, upstream_request_headers
 from kestrel.edge.sse import FrameCutter, iter_events
 from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTransport
 from kestrel.scheduler.contract import (
@@ -31,6 +31,8 @@ from kestrel.scheduler.contract import (
     LeaseRequest,
     Outcome,
 )
+from kestrel.scheduler.leases import outcome_for_status
+from kestrel.scheduler.ratelimits import rate_limit_headers, retry_after_seconds
 
 _RETRYABLE = frozenset({Outcome.RATE_LIMITED, Outcome.OVERLOADED, Outcome.SERVER_ERROR, Outcome.AUTH_ERROR})
 _ERROR_CLASS = {
@@ -40,20 +42,6 @@ _ERROR_CLASS = {
     Outcome.AUTH_ERROR: "auth_error",
     Outcome.CLIENT_ERROR: "client_error",
 }
-
-
-def outcome_for_status(status: int) -> Outcome:
-    if status < 400:
-        return Outcome.SUCCESS
-    if status == 429:
-        return Outcome.RATE_LIMITED
-    if status == 529:
-        return Outcome.OVERLOADED
-    if status in (401, 403):
-        return Outcome.AUTH_ERROR
-    if status >= 500 or status == 408:
-        return Outcome.SERVER_ERROR
-    return Outcome.CLIENT_ERROR
 
 
 def outcome_for_error_event(kind: str) -> Outcome:
@@ -159,8 +147,8 @@ class AttemptLoop:
                 Completion(
                     outcome,
                     http_status=result.status,
-                    retry_after_s=upstream_retry_after(result.headers),
-                    rate_limit_headers=rate_limit_headers(result.headers),
+                    retry_after_s=retry_after_seconds(as_text(result.headers), time.time()),
+                    rate_limit_headers=rate_limit_headers(as_text(result.headers)),
                     session_id=send.session_id,
                 ),
             )

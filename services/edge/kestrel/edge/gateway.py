@@ -16,18 +16,19 @@ import orjson
 from starlette.requests import Request
 
 from kestrel.common.config import KestrelConfig
-from kestrel.common.events import RequestEvent
+from kestrel.common.events import Attempt, RequestEvent
 from kestrel.edge.attempts import AttemptLoop, Opened, Reply, Send
 from kestrel.edge.auth import ClientAuth
 from kestrel.edge.demote import assemble_message, force_stream
 from kestrel.edge.dialects import anthropic
 from kestrel.edge.errors import GatewayError, MethodNotAllowed, NotFound, RequestTooLarge
 from kestrel.edge.exchange import Exchange
-from kestrel.edge.headers import client_response_headers
+from kestrel.edge.headers import as_text, client_response_headers, upstream_request_headers
 from kestrel.edge.relay import RawResponse, StreamRelay
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamTransport
 from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
+from kestrel.scheduler.ratelimits import rate_limit_headers
 
 Publish = Callable[[RequestEvent], None]
 _JSON = (b"content-type", b"application/json")
@@ -176,14 +177,12 @@ class Gateway:
         return self._respond(exchange, status, [*headers, _JSON], body, tap)
 
     async def _complete(self, opened: Opened, tap: UsageTap, session_id: str) -> None:
-        from kestrel.edge.headers import rate_limit_headers
-
         await self._scheduler.complete(
             opened.lease,
             Completion(
                 Outcome.SUCCESS,
                 http_status=opened.response.status_code,
-                rate_limit_headers=rate_limit_headers(opened.response.raw_headers),
+                rate_limit_headers=rate_limit_headers(as_text(opened.response.raw_headers)),
                 usage=tap.usage(),
                 session_id=session_id,
             ),
@@ -236,8 +235,6 @@ class Gateway:
 
     async def _forward_models(self, exchange: Exchange) -> RawResponse | None:
         """List models from the first account by priority, for accounts that serve any model."""
-        from kestrel.edge.headers import upstream_request_headers
-
         account = min(self._config.accounts, key=lambda a: a.priority)
         upstream = self._upstreams[account.id]
         headers = upstream_request_headers(exchange.raw_headers, upstream.credential)
@@ -247,8 +244,6 @@ class Gateway:
             body = await response.read()
         except (UpstreamError, OSError):
             return None
-        from kestrel.common.events import Attempt
-
         exchange.attempts.append(
             Attempt(account.id, "", response.status_code, "", (time.perf_counter() - started) * 1000)
         )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from email.utils import parsedate_to_datetime
+
+from kestrel.scheduler.ratelimits import retry_after_seconds
 
 _HOP_BY_HOP = frozenset(
     {
@@ -54,46 +55,12 @@ def client_response_headers(upstream_headers: RawHeaders, max_retry_after: int) 
         if lower in _NOT_DOWNSTREAM:
             continue
         if lower == b"retry-after":
-            seconds = retry_after_seconds(value.decode("latin-1"))
-            if seconds is None:
-                continue
+            seconds = retry_after_seconds({"retry-after": value.decode("latin-1")}, time.time())
             value = str(min(max_retry_after, max(1, math.ceil(seconds)))).encode()
         out.append((lower, value))
     return out
 
 
-def retry_after_seconds(value: str) -> float | None:
-    """Seconds from a ``retry-after`` value given as seconds or as an HTTP date."""
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-def upstream_retry_after(headers: RawHeaders) -> float:
-    """The upstream's retry hint in seconds (``retry-after-ms`` preferred), 0 when absent."""
-    seconds = 0.0
-    for key, value in headers:
-        lower = key.lower()
-        if lower == b"retry-after-ms":
-            try:
-                return max(0.0, float(value) / 1000)
-            except ValueError:
-                continue
-        if lower == b"retry-after":
-            seconds = retry_after_seconds(value.decode("latin-1")) or 0.0
-    return seconds
-
-
-def rate_limit_headers(headers: RawHeaders) -> dict[str, str]:
-    """The rate-limit headers the scheduler learns cooldowns and quotas from."""
-    return {
-        k.decode("latin-1").lower(): v.decode("latin-1")
-        for k, v in headers
-        if k.lower().startswith((b"anthropic-ratelimit-", b"x-ratelimit-"))
-    }
+def as_text(headers: RawHeaders) -> dict[str, str]:
+    """Decoded header names and values, for the scheduler's rate-limit readers."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}

@@ -18,10 +18,11 @@ from kestrel.common.events import RequestEvent
 from kestrel.edge.attempts import Opened, outcome_for_error_event
 from kestrel.edge.dialects.anthropic import error_event
 from kestrel.edge.exchange import Exchange, RawHeaders
-from kestrel.edge.headers import client_response_headers, rate_limit_headers
+from kestrel.edge.headers import as_text, client_response_headers
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import UpstreamError
 from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
+from kestrel.scheduler.ratelimits import rate_limit_headers
 
 Publish = Callable[[RequestEvent], None]
 Scope = dict[str, Any]
@@ -120,7 +121,7 @@ class StreamRelay:
             Completion(
                 outcome,
                 http_status=opened.response.status_code,
-                rate_limit_headers=rate_limit_headers(opened.response.raw_headers),
+                rate_limit_headers=rate_limit_headers(as_text(opened.response.raw_headers)),
                 usage=tap.usage(),
                 session_id=self._session_id,
             ),
