@@ -21,9 +21,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check services tests bench
 
+# Generated code lands in services/common/kestrel/v1 (importable as kestrel.v1) and is committed.
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=services/common/kestrel/common/proto \
-		--grpc_python_out=services/common/kestrel/common/proto proto/kestrel/v1/*.proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=services/common --pyi_out=services/common \
+		--grpc_python_out=services/common proto/kestrel/v1/*.proto
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.passthrough
