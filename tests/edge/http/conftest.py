@@ -46,4 +46,3 @@ async def fast(config: EdgeConfig) -> AsyncIterator[FastTransport]:
     transport = FastTransport(config)
     yield transport
     await transport.aclose()
-

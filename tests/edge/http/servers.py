@@ -117,11 +117,19 @@ def respond(body: bytes, *headers: bytes, status: bytes = b"200 OK") -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-class RawServer:
-    """A loopback asyncio server running ``handler`` on each connection; counts and records them."""
+OK_BODY = b'{"ok":true}'
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
+
+class RawServer:
+    """A loopback asyncio server running ``handler`` on each connection and counting connections.
+
+    Without a handler it is a well-behaved keep-alive server answering ``OK_BODY`` to every
+    request, after ``delay`` seconds, and recording each request's bytes in ``requests``.
+    """
+
+    def __init__(self, handler: Handler | None = None, *, delay: float = 0.0) -> None:
+        self.handler = handler or self.keep_alive
+        self.delay = delay
         self.accepted = 0
         self.requests: list[bytes] = []
         self._writers: list[asyncio.StreamWriter] = []
@@ -131,12 +139,13 @@ class RawServer:
     def upstream(self, account: str = "acct-raw", path: str = "") -> Upstream:
         return Upstream(account, "anthropic", f"http://127.0.0.1:{self.port}{path}", (b"x-api-key", SECRET))
 
-    async def serve_keep_alive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                               answer: Callable[[bytes, bytes], bytes]) -> None:
+    async def keep_alive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Answer requests on one connection until the client closes it."""
         while (request := await read_request(reader)) is not None:
             self.requests.append(request[0] + request[1])
-            writer.write(answer(*request))
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            writer.write(respond(OK_BODY, b"content-type: application/json"))
             await writer.drain()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -23,7 +23,8 @@ from starlette.routing import Route
 from kestrel.common.config import KestrelConfig
 from kestrel.common.events import RequestEvent
 from kestrel.edge.gateway import Gateway
-from kestrel.edge.upstream import HttpxTransport, UpstreamTransport, prepare_upstreams
+from kestrel.edge.http import FastTransport
+from kestrel.edge.upstream import UpstreamTransport, prepare_upstreams
 from kestrel.scheduler.contract import LeaseClient
 
 _ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -66,7 +67,7 @@ def create_app(
     ``resources`` is entered before the app serves and left after its last request: the
     embedded mode opens the logger there, so events of in-flight requests are still written.
     """
-    client = transport if transport is not None else HttpxTransport(config.edge)
+    client = transport if transport is not None else FastTransport(config.edge)
     gateway = Gateway(config, scheduler, prepare_upstreams(config.accounts), client, publish)
 
     @contextlib.asynccontextmanager
