@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +73,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
     kestrel_bin = str(Path(sys.executable).with_name("kestrel"))
     tmp = Path(tempfile.mkdtemp(prefix="kestrel-bench-"))
@@ -93,29 +92,29 @@ def main() -> int:
     try:
         wait_ready(sim_url, "/v1/models")
         wait_ready(k_url, "/livez")
-        print(f"passthrough: {args.requests} requests per case, concurrency {args.concurrency}, loopback")
+        print(f"passthrough: {args.requests} requests per case, loopback, Kestrel CPU = user+system of its process")
         print(
-            f"{'case':<12}{'direct p50':>11}{'p99':>8}{'kestrel p50':>13}{'p99':>8}{'added p50':>11}"
-            f"{'added p99':>11}{'CPU/req':>10}{'rps ratio':>11}"
+            f"{'case':<12}{'conc':>5}{'direct p50':>12}{'p99':>9}{'kestrel p50':>13}{'p99':>9}"
+            f"{'added p50':>11}{'added p99':>11}{'CPU/req':>10}{'rps ratio':>11}"
         )
         for name, body in (("non-stream", SMALL), ("stream", {**SMALL, "stream": True})):
-            asyncio.run(drive(sim_url, body, 200, args.concurrency))  # warm up both paths
-            asyncio.run(drive(k_url, body, 200, args.concurrency))
-            t0 = time.perf_counter()
-            direct = asyncio.run(drive(sim_url, body, args.requests, args.concurrency))
-            direct_wall = time.perf_counter() - t0
-            cpu0 = cpu_seconds(procs[1].pid)
-            t0 = time.perf_counter()
-            proxied = asyncio.run(drive(k_url, body, args.requests, args.concurrency))
-            proxied_wall = time.perf_counter() - t0
-            cpu_ms = (cpu_seconds(procs[1].pid) - cpu0) / args.requests * 1000
-            print(
-                f"{name:<12}{pct(direct, 0.5):>9.2f}ms{pct(direct, 0.99):>6.2f}ms{pct(proxied, 0.5):>11.2f}ms"
-                f"{pct(proxied, 0.99):>6.2f}ms{pct(proxied, 0.5) - pct(direct, 0.5):>9.2f}ms"
-                f"{pct(proxied, 0.99) - pct(direct, 0.99):>9.2f}ms{cpu_ms:>8.3f}ms"
-                f"{(args.requests / proxied_wall) / (args.requests / direct_wall):>10.2f}x"
-            )
-        print(f"mean direct latency {statistics.mean(direct) * 1000:.2f} ms (stream case)")
+            for concurrency in args.concurrency:
+                asyncio.run(drive(sim_url, body, 200, concurrency))  # warm up both paths
+                asyncio.run(drive(k_url, body, 200, concurrency))
+                t0 = time.perf_counter()
+                direct = asyncio.run(drive(sim_url, body, args.requests, concurrency))
+                direct_wall = time.perf_counter() - t0
+                cpu0 = cpu_seconds(procs[1].pid)
+                t0 = time.perf_counter()
+                proxied = asyncio.run(drive(k_url, body, args.requests, concurrency))
+                proxied_wall = time.perf_counter() - t0
+                cpu_ms = (cpu_seconds(procs[1].pid) - cpu0) / args.requests * 1000
+                print(
+                    f"{name:<12}{concurrency:>5}{pct(direct, 0.5):>10.2f}ms{pct(direct, 0.99):>7.2f}ms"
+                    f"{pct(proxied, 0.5):>11.2f}ms{pct(proxied, 0.99):>7.2f}ms"
+                    f"{pct(proxied, 0.5) - pct(direct, 0.5):>9.2f}ms{pct(proxied, 0.99) - pct(direct, 0.99):>9.2f}ms"
+                    f"{cpu_ms:>8.3f}ms{direct_wall / proxied_wall:>10.2f}x"
+                )
     finally:
         for proc in procs:
             proc.terminate()

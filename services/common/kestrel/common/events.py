@@ -8,7 +8,7 @@ the wire form used by the cluster adapters and the read API.
 from __future__ import annotations
 
 import dataclasses
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ class RequestEvent:
     method: str = ""
     path: str = ""
     dialect: str = "anthropic"
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    event_id: str = field(default_factory=lambda: os.urandom(16).hex())
     duration_ms: float = 0.0
     ttfb_ms: float = 0.0
     client_key_id: str = ""

@@ -17,6 +17,7 @@ clock epoch seconds, because resets are wall-clock instants shared by every repl
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -202,6 +203,7 @@ def _unified(family: str, fields: Mapping[str, str]) -> Window:
     )
 
 
+@functools.lru_cache(maxsize=256)  # every success carries resets; the same instants repeat for a whole window
 def _parse_rfc3339(text: str | None) -> float | None:
     if not text:
         return None

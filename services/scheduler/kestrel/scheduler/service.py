@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 from kestrel.common.config import AccountConfig, SchedulerConfig
@@ -151,7 +151,7 @@ class SchedulerService:
         now: float,
     ) -> Lease | None:
         claims = [Claim(account_id, by_id[account_id].max_concurrency) for account_id in pick.order]
-        lease_id = uuid.uuid4().hex
+        lease_id = os.urandom(16).hex()
         ttl = self._settings.lease_ttl_seconds
         granted = await self._store.try_acquire(claims, model, lease_id, ttl, now)
         if granted is None:
