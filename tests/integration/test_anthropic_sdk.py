@@ -141,3 +141,28 @@ def test_demoted_non_streaming_request_is_reassembled(sim: SimHandle, tmp_path: 
         assert message.content[0].type == "tool_use" and message.content[0].input == {"pattern": 'a"b'}
         assert message.stop_reason == "tool_use"
         assert b'"stream":true' in sim.requests()[-1]["body"].encode()
+
+
+def test_count_tokens_is_recorded_with_its_count(client: anthropic.Anthropic, kestrel: KestrelHandle) -> None:
+    raw = client.messages.with_raw_response.count_tokens(
+        model=MODEL, messages=[{"role": "user", "content": "how many tokens is this"}]
+    )
+    event = kestrel.event(raw.headers["x-kestrel-request-id"])
+    assert event.path == "/v1/messages/count_tokens"
+    assert event.input_tokens == raw.parse().input_tokens > 0
+
+
+def test_models_named_by_accounts_are_listed_in_anthropic_shape(sim: SimHandle, tmp_path: Path) -> None:
+    accounts = [
+        account(sim.url, "sk-one", models=["claude-opus-4-8", "claude-sonnet-4-6"]),
+        account(sim.url, "sk-two", name="two", models=["claude-haiku-4-5"]),
+    ]
+    with running_kestrel(tmp_path, accounts=accounts) as k:
+        client = anthropic.Anthropic(base_url=k.url, api_key="x", max_retries=0)
+        ids = [m.id for m in client.models.list()]
+        assert ids == ["claude-haiku-4-5", "claude-opus-4-8", "claude-sonnet-4-6"]
+        assert client.models.retrieve("claude-haiku-4-5").id == "claude-haiku-4-5"
+        with pytest.raises(anthropic.NotFoundError):
+            client.models.retrieve("gpt-4o")
+        with pytest.raises(anthropic.NotFoundError, match="no account serves"):
+            client.messages.create(model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "hi"}])

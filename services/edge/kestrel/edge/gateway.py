@@ -133,12 +133,12 @@ class Gateway:
     async def _models(self, exchange: Exchange, request: Request) -> Any:
         if request.method != "GET":
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}; use GET")
-        names = sorted({m for a in self._config.accounts for m in a.models if not any(c in m for c in "*?[")})
-        wildcard = any(
-            not a.models or len(a.models) != sum(1 for m in a.models if m in names) for a in self._config.accounts
-        )
-        if wildcard and self._upstreams:
-            forwarded = await self._forward_models(exchange)
+        accounts = self._config.accounts
+        names = sorted({m for a in accounts for m in a.models if not _is_pattern(m)})
+        open_ended = [a for a in accounts if not a.models or any(_is_pattern(m) for m in a.models)]
+        if open_ended:
+            # Some account serves models we cannot name: its upstream knows which.
+            forwarded = await self._forward_models(exchange, min(open_ended, key=lambda a: a.priority).id)
             if forwarded is not None:
                 return forwarded
         return self._respond(exchange, 200, [_JSON], _model_list(names, request.path_params.get("model_id")))
@@ -148,8 +148,6 @@ class Gateway:
     async def _whole(self, exchange: Exchange, opened: Opened, session_id: str) -> RawResponse:
         tap = UsageTap()
         tap.feed_message(opened.body)
-        if opened.body.startswith(b'{"input_tokens"'):
-            tap.input_tokens = int(orjson.loads(opened.body).get("input_tokens", 0))
         await self._complete(opened, tap, session_id)
         headers = client_response_headers(opened.response.raw_headers, self._edge.max_retry_after_seconds)
         return self._respond(exchange, opened.response.status_code, headers, opened.body, tap)
@@ -233,10 +231,9 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _forward_models(self, exchange: Exchange) -> RawResponse | None:
-        """List models from the first account by priority, for accounts that serve any model."""
-        account = min(self._config.accounts, key=lambda a: a.priority)
-        upstream = self._upstreams[account.id]
+    async def _forward_models(self, exchange: Exchange, account_id: str) -> RawResponse | None:
+        """The upstream's own model list, relayed; None when it cannot be had."""
+        upstream = self._upstreams[account_id]
         headers = upstream_request_headers(exchange.raw_headers, upstream.credential)
         started = time.perf_counter()
         try:
@@ -245,12 +242,16 @@ class Gateway:
         except (UpstreamError, OSError):
             return None
         exchange.attempts.append(
-            Attempt(account.id, "", response.status_code, "", (time.perf_counter() - started) * 1000)
+            Attempt(account_id, "", response.status_code, "", (time.perf_counter() - started) * 1000)
         )
         if response.status_code != 200:
             return None
         headers_out = client_response_headers(response.raw_headers, self._edge.max_retry_after_seconds)
         return self._respond(exchange, 200, headers_out, body)
+
+
+def _is_pattern(model: str) -> bool:
+    return any(c in model for c in "*?[")
 
 
 def _model_list(names: list[str], one: str | None) -> bytes:

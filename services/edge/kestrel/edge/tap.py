@@ -69,6 +69,9 @@ class UsageTap:
         if message.get("type") == "error":
             self.error(message)
             return
+        if "type" not in message:  # a count_tokens answer: {"input_tokens": N}
+            self._usage(message)
+            return
         self.model = message.get("model") or self.model
         self.stop_reason = message.get("stop_reason") or ""
         self._usage(message.get("usage"))
