@@ -129,3 +129,16 @@ def test_reset_mid_stream_ends_with_a_well_formed_error_event(tmp_path: Path) ->
         assert recorded.attempts[-1].error == "stream_reset"
         assert "interrupted" in recorded.error_message
         assert math.isfinite(recorded.duration_ms)
+
+
+def test_demoted_request_whose_stream_breaks_answers_a_clean_error(tmp_path: Path) -> None:
+    with running_sim(sim_config(100)) as sim, running_kestrel(
+        tmp_path, accounts=[account(sim.url, "sk-a")], edge={"demote_non_streaming": True}
+    ) as kestrel:
+        sim.fault("reset", key="sk-a", after_events=3)
+        response = httpx.post(kestrel.url + "/v1/messages", json=BODY, timeout=10)
+        assert response.status_code == 500
+        assert response.json()["error"]["type"] == "api_error"
+        assert "interrupted" in response.json()["error"]["message"]
+        after = httpx.post(kestrel.url + "/v1/messages", json=BODY, timeout=10)
+        assert after.status_code == 200 and after.json()["type"] == "message"

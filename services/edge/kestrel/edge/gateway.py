@@ -28,6 +28,7 @@ from kestrel.edge.relay import RawResponse, StreamRelay
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamTransport
 from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
+from kestrel.scheduler.leases import outcome_for_status
 from kestrel.scheduler.ratelimits import rate_limit_headers
 
 Publish = Callable[[RequestEvent], None]
@@ -160,13 +161,14 @@ class Gateway:
             async for chunk in opened.chunks:
                 frames.append(opened.cutter.feed(chunk))
         except UpstreamError as exc:
+            await opened.response.aclose()
             await self._scheduler.complete(opened.lease, Completion(Outcome.SERVER_ERROR, session_id=session_id))
             opened.attempt.error = exc.kind
             raise GatewayError(f"upstream stream interrupted: {exc}") from None
         body, status = assemble_message(b"".join(frames) + opened.cutter.pending)
         tap = UsageTap()
         tap.feed_message(body)
-        await self._complete(opened, tap, session_id)
+        await self._complete(opened, tap, session_id, outcome_for_status(status))
         headers = [
             (k, v)
             for k, v in client_response_headers(opened.response.raw_headers, self._edge.max_retry_after_seconds)
@@ -174,11 +176,13 @@ class Gateway:
         ]
         return self._respond(exchange, status, [*headers, _JSON], body, tap)
 
-    async def _complete(self, opened: Opened, tap: UsageTap, session_id: str) -> None:
+    async def _complete(
+        self, opened: Opened, tap: UsageTap, session_id: str, outcome: Outcome = Outcome.SUCCESS
+    ) -> None:
         await self._scheduler.complete(
             opened.lease,
             Completion(
-                Outcome.SUCCESS,
+                outcome,
                 http_status=opened.response.status_code,
                 rate_limit_headers=rate_limit_headers(as_text(opened.response.raw_headers)),
                 usage=tap.usage(),
