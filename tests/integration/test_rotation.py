@@ -142,3 +142,22 @@ def test_demoted_request_whose_stream_breaks_answers_a_clean_error(tmp_path: Pat
         assert "interrupted" in response.json()["error"]["message"]
         after = httpx.post(kestrel.url + "/v1/messages", json=BODY, timeout=10)
         assert after.status_code == 200 and after.json()["type"] == "message"
+
+
+def test_client_leaving_mid_stream_frees_the_slot_and_is_recorded(tmp_path: Path) -> None:
+    config = SimConfig(keys={"sk-a": KeyLimits()}, open=False, tokens_per_s=200)
+    with running_sim(config) as sim, running_kestrel(
+        tmp_path, accounts=[account(sim.url, "sk-a", max_concurrency=1)], scheduler={"max_wait_seconds": 2}
+    ) as kestrel:
+        long_answer = {**BODY, "max_tokens": 400, "stream": True,
+                       "messages": [{"role": "user", "content": "[[sim:text " + "word " * 150 + "]]"}]}
+        with httpx.stream("POST", kestrel.url + "/v1/messages", json=long_answer, timeout=10) as response:
+            request_id = response.headers["x-kestrel-request-id"]
+            for _ in response.iter_raw():
+                break  # read the first event, then hang up
+        event = kestrel.event(request_id, timeout=10)
+        assert event.status == 499 and event.error_type == "client_disconnected"
+        started = time.monotonic()
+        after = httpx.post(kestrel.url + "/v1/messages", json=BODY, timeout=10)
+        assert after.status_code == 200
+        assert time.monotonic() - started < 1.5, "the single slot was released, not left to expire"

@@ -8,6 +8,7 @@ recorded however the stream ends (done, broken, or the client gone).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -74,6 +75,20 @@ class StreamRelay:
         lease = opened.lease
         renew_every = lease.ttl_s / 2
         last_renew = time.monotonic()
+        # uvicorn drops writes to a client that left without telling the app; the only sign is
+        # http.disconnect on receive(). Stop pulling the upstream (and free the slot) at once.
+        relay_task = asyncio.current_task()
+        watcher = asyncio.ensure_future(receive())
+        gone = False
+
+        def on_receive(done: asyncio.Future[Any]) -> None:
+            nonlocal gone
+            if not done.cancelled() and done.exception() is None and done.result()["type"] == "http.disconnect":
+                gone = True
+                if relay_task is not None:
+                    relay_task.cancel()
+
+        watcher.add_done_callback(on_receive)
         try:
             await send({"type": "http.response.start", "status": opened.response.status_code, "headers": self._headers})
             tap.feed_frames(opened.body)
@@ -104,12 +119,17 @@ class StreamRelay:
                 tap.error_type, tap.error_message = "api_error", message
                 await send({"type": "http.response.body", "body": error_event("api_error", message), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-        except BaseException:
+        except BaseException as exc:
             outcome = Outcome.CANCELLED
             tap.error_type = tap.error_type or "client_disconnected"
             tap.error_message = tap.error_message or "the client went away before the stream ended"
-            raise
+            if not (gone and isinstance(exc, asyncio.CancelledError)):
+                raise
+            if relay_task is not None:
+                relay_task.uncancel()  # our own cancellation: the client left; end quietly
         finally:
+            watcher.remove_done_callback(on_receive)
+            watcher.cancel()
             with anyio.CancelScope(shield=True):
                 await self._settle(tap, outcome)
 
