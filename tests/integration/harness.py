@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,17 @@ class KestrelHandle:
             events = asyncio.run(_read(self.embedded.database))
             if count is None or len(events) >= count or time.monotonic() > deadline:
                 return events
+            time.sleep(0.05)
+
+    def matching(
+        self, predicate: Callable[[RequestEvent], bool], count: int = 1, timeout: float = 5.0
+    ) -> list[RequestEvent]:
+        """Recorded events for which ``predicate`` holds, once at least ``count`` are written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in asyncio.run(_read(self.embedded.database)) if predicate(e)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
             time.sleep(0.05)
 
     def event(self, request_id: str, timeout: float = 5.0) -> RequestEvent:

@@ -58,11 +58,12 @@ def test_stream_accumulates_to_the_non_streaming_message(client: anthropic.Anthr
     with client.messages.stream(**params) as stream:
         kinds = [event.type for event in stream]
         streamed = stream.get_final_message()
+        request_id = stream.response.headers["x-kestrel-request-id"]
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     assert [b.model_dump() for b in streamed.content] == [b.model_dump() for b in whole.content]
     assert streamed.content[0].type == "thinking" and streamed.content[0].signature
     assert (streamed.stop_reason, streamed.usage.output_tokens) == (whole.stop_reason, whole.usage.output_tokens)
-    recorded = kestrel.events()[-1]
+    recorded = kestrel.event(request_id)
     assert recorded.stream and recorded.status == 200
     assert recorded.output_tokens == streamed.usage.output_tokens
     assert recorded.stop_reason == "end_turn" and recorded.ttfb_ms > 0

@@ -105,8 +105,8 @@ def test_claude_code_print_mode_completes_and_bodies_arrive_byte_identical(
         assert upstream_request["headers"]["anthropic-beta"] == client_request.headers["anthropic-beta"]
         assert upstream_request["headers"]["x-api-key"] in ("sk-one", "sk-two")
 
-    events = [e for e in kestrel.events() if e.path == "/v1/messages"]
-    assert events[-1].session_id == out["session_id"]
+    events = kestrel.matching(lambda e: e.path == "/v1/messages" and e.session_id == out["session_id"], len(sent))
+    assert len(events) == len(sent)
     assert events[-1].stream and events[-1].status == 200
     assert events[-1].cache_creation_input_tokens + events[-1].cache_read_input_tokens > 0
 
@@ -135,7 +135,6 @@ def test_claude_code_runs_a_tool_and_answers_after_its_result(
         if block.get("type") == "tool_result"
     ]
     assert results and "falcon" in json.dumps(results[-1]["content"])
-    sessions = {e.session_id for e in kestrel.events() if e.path == "/v1/messages"}
-    accounts = {e.account_id for e in kestrel.events() if e.session_id == out["session_id"]}
-    assert out["session_id"] in sessions
-    assert len(accounts) == 1, "both turns of the conversation stay on one account"
+    turns_recorded = kestrel.matching(lambda e: e.path == "/v1/messages" and e.session_id == out["session_id"], 2)
+    assert len(turns_recorded) >= 2
+    assert len({e.account_id for e in turns_recorded}) == 1, "both turns of the conversation stay on one account"

@@ -132,9 +132,10 @@ def test_reset_mid_stream_ends_with_a_well_formed_error_event(tmp_path: Path) ->
 
 
 def test_demoted_request_whose_stream_breaks_answers_a_clean_error(tmp_path: Path) -> None:
-    with running_sim(sim_config(100)) as sim, running_kestrel(
-        tmp_path, accounts=[account(sim.url, "sk-a")], edge={"demote_non_streaming": True}
-    ) as kestrel:
+    with (
+        running_sim(sim_config(100)) as sim,
+        running_kestrel(tmp_path, accounts=[account(sim.url, "sk-a")], edge={"demote_non_streaming": True}) as kestrel,
+    ):
         sim.fault("reset", key="sk-a", after_events=3)
         response = httpx.post(kestrel.url + "/v1/messages", json=BODY, timeout=10)
         assert response.status_code == 500
@@ -146,11 +147,18 @@ def test_demoted_request_whose_stream_breaks_answers_a_clean_error(tmp_path: Pat
 
 def test_client_leaving_mid_stream_frees_the_slot_and_is_recorded(tmp_path: Path) -> None:
     config = SimConfig(keys={"sk-a": KeyLimits()}, open=False, tokens_per_s=200)
-    with running_sim(config) as sim, running_kestrel(
-        tmp_path, accounts=[account(sim.url, "sk-a", max_concurrency=1)], scheduler={"max_wait_seconds": 2}
-    ) as kestrel:
-        long_answer = {**BODY, "max_tokens": 400, "stream": True,
-                       "messages": [{"role": "user", "content": "[[sim:text " + "word " * 150 + "]]"}]}
+    with (
+        running_sim(config) as sim,
+        running_kestrel(
+            tmp_path, accounts=[account(sim.url, "sk-a", max_concurrency=1)], scheduler={"max_wait_seconds": 2}
+        ) as kestrel,
+    ):
+        long_answer = {
+            **BODY,
+            "max_tokens": 400,
+            "stream": True,
+            "messages": [{"role": "user", "content": "[[sim:text " + "word " * 150 + "]]"}],
+        }
         with httpx.stream("POST", kestrel.url + "/v1/messages", json=long_answer, timeout=10) as response:
             request_id = response.headers["x-kestrel-request-id"]
             for _ in response.iter_raw():
