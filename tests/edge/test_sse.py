@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kestrel.edge.sse import FrameCutter, frame, iter_events
+from kestrel.edge.sse import FrameCutter, iter_events
 
 STREAM = (
     b'event: message_start\ndata: {"type":"message_start"}\n\n'
@@ -32,7 +32,3 @@ def test_any_rechunking_yields_the_same_bytes_and_events(cuts: list[int]) -> Non
 def test_iter_events_handles_crlf_and_multiline_data() -> None:
     events = list(iter_events(b"event: a\r\ndata: 1\r\ndata: 2\r\n\r\ndata:3\n\n"))
     assert events == [("a", b"1\n2"), ("", b"3")]
-
-
-def test_frame_round_trips() -> None:
-    assert list(iter_events(frame("error", b"{}"))) == [("error", b"{}")]

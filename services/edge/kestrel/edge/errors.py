@@ -1,8 +1,8 @@
 """Errors the edge answers with, one class per kind of failure.
 
 Every failure a client can see is a ``GatewayError``; the client's dialect renders it into its
-own envelope and status (see ``dialects``). Errors from httpx are mapped to these at the upstream
-boundary, so nothing above ``upstream.py`` knows about httpx.
+own envelope and status (see ``dialects``). Transport errors are mapped to ``UpstreamError`` at the upstream
+boundary (``upstream.py``, ``http/``), so nothing above it knows which HTTP client is in use.
 
     GatewayError
     ├── InvalidRequest          400  malformed JSON, missing fields
@@ -11,8 +11,7 @@ boundary, so nothing above ``upstream.py`` knows about httpx.
     ├── MethodNotAllowed        405
     ├── RequestTooLarge         413  body over edge.max_body_bytes
     ├── RateLimited             429  every account busy or cooling; carries retry-after
-    ├── UpstreamUnavailable     502  no upstream could be reached
-    └── Overloaded              503  the edge is draining
+    └── UpstreamUnavailable     502  no upstream could be reached
 """
 
 from __future__ import annotations
@@ -62,8 +61,3 @@ class RateLimited(GatewayError):
 class UpstreamUnavailable(GatewayError):
     status = 502
     kind = "api_error"
-
-
-class Overloaded(GatewayError):
-    status = 503
-    kind = "overloaded_error"

@@ -7,8 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from kestrel.common.events import Attempt, RequestEvent
-
-RawHeaders = list[tuple[bytes, bytes]]
+from kestrel.edge.headers import RawHeaders
 
 
 def new_request_id() -> str:

@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 
 from kestrel.common.config import KestrelConfig
-from kestrel.common.events import Attempt, RequestEvent
+from kestrel.common.events import Attempt
 from kestrel.edge.attempts import AttemptLoop, Opened, Reply, Send
 from kestrel.edge.auth import ClientAuth
 from kestrel.edge.demote import assemble_message, force_stream
@@ -24,14 +24,13 @@ from kestrel.edge.dialects import anthropic
 from kestrel.edge.errors import GatewayError, MethodNotAllowed, NotFound, RequestTooLarge
 from kestrel.edge.exchange import Exchange
 from kestrel.edge.headers import as_text, client_response_headers, upstream_request_headers
-from kestrel.edge.relay import RawResponse, StreamRelay
+from kestrel.edge.relay import Publish, RawResponse, StreamRelay
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamTransport
 from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
 from kestrel.scheduler.leases import outcome_for_status
 from kestrel.scheduler.ratelimits import rate_limit_headers
 
-Publish = Callable[[RequestEvent], None]
 _JSON = (b"content-type", b"application/json")
 _log = logging.getLogger("kestrel.edge")
 

@@ -18,14 +18,15 @@ import anyio
 from kestrel.common.events import RequestEvent
 from kestrel.edge.attempts import Opened, outcome_for_error_event
 from kestrel.edge.dialects.anthropic import error_event
-from kestrel.edge.exchange import Exchange, RawHeaders
-from kestrel.edge.headers import as_text, client_response_headers
+from kestrel.edge.exchange import Exchange
+from kestrel.edge.headers import RawHeaders, as_text, client_response_headers
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import UpstreamError
 from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
 from kestrel.scheduler.ratelimits import rate_limit_headers
 
 Publish = Callable[[RequestEvent], None]
+"""Hands a finished request's event to the logger; never blocks."""
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

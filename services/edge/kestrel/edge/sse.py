@@ -53,7 +53,3 @@ def iter_events(frames: bytes) -> Iterator[tuple[str, bytes]]:
                 name = (line[7:] if line[6:7] == b" " else line[6:]).decode()
         if name or data:
             yield name, b"\n".join(data)
-
-
-def frame(event: str, data: bytes) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
