@@ -97,3 +97,18 @@ def test_keys_create_adds_only_the_hash(tmp_path: Path, capsys: pytest.CaptureFi
 def test_up_reports_config_errors_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["up", "--config", str(write(tmp_path, "server: {port: -1}\n"))]) == 2
     assert "server.port" in capsys.readouterr().err
+
+
+def test_cluster_settings_come_from_the_usual_environment_names() -> None:
+    env = {
+        "REDIS_URL": "redis://r:6379/0",
+        "DATABASE_URL": "postgresql://p/db",
+        "KESTREL_SCHEDULER_ADDRESSES": "s1:50051, s2:50051",
+    }
+    cluster = load_config(None, env).cluster
+    assert cluster.redis_url == "redis://r:6379/0"
+    assert cluster.database_url == "postgresql://p/db"
+    assert cluster.scheduler_addresses == ("s1:50051", "s2:50051")
+    assert (
+        load_config(None, {**env, "KESTREL_CLUSTER__REDIS_URL": "redis://other"}).cluster.redis_url == "redis://other"
+    )

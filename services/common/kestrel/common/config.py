@@ -103,6 +103,8 @@ class LoggerConfig(_Model):
     """SQLite file for ``kestrel up``."""
     queue_size: int = Field(10000, ge=1)
     batch_size: int = Field(200, ge=1)
+    retention_days: float = Field(30.0, gt=0)
+    """Request records older than this are pruned automatically."""
 
 
 class EdgeConfig(_Model):
@@ -116,6 +118,27 @@ class EdgeConfig(_Model):
     """Cap on retry-after sent to clients: Claude Code stops retrying above 60."""
 
 
+class ClusterConfig(_Model):
+    """Cluster mode: where the shared state, the event stream and the database live.
+
+    ``REDIS_URL``, ``DATABASE_URL`` and ``KESTREL_SCHEDULER_ADDRESSES`` (comma-separated) from the
+    environment fill these when the file leaves them empty.
+    """
+
+    redis_url: str = ""
+    database_url: str = ""
+    scheduler_addresses: tuple[str, ...] = ()
+    """``host:port`` of every scheduler replica; the edge fails over between them."""
+    scheduler_listen: str = "127.0.0.1:50051"
+    """Where ``kestrel scheduler`` serves gRPC."""
+    key_prefix: str = "kestrel:"
+    """Prefix of every Redis key Kestrel writes, so several installations can share a Redis."""
+    stream_maxlen: int = Field(1_000_000, ge=1000)
+    """Approximate cap on the request-event stream; the logger normally keeps it short."""
+    scheduler_timeout_seconds: float = Field(2.0, gt=0)
+    """Deadline for a scheduler call, on top of the acquire's own bounded wait."""
+
+
 class KestrelConfig(_Model):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -123,6 +146,7 @@ class KestrelConfig(_Model):
     scheduler: SchedulerConfig = SchedulerConfig()
     logger: LoggerConfig = LoggerConfig()
     edge: EdgeConfig = EdgeConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> KestrelConfig:
@@ -178,6 +202,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             raise ConfigError(f"{path}: the top level must be a mapping")
         data = loaded or {}
     _apply_env_overrides(data, env)
+    _apply_cluster_env(data, env)
     errors: list[str] = []
     data = _resolve_env_refs(data, env, "", errors)
     if errors:
@@ -214,6 +239,20 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
             node[keys[-1]] = yaml.safe_load(raw) if raw else raw
         except yaml.YAMLError:
             node[keys[-1]] = raw
+
+
+def _apply_cluster_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    cluster = data.get("cluster")
+    if cluster is not None and not isinstance(cluster, dict):
+        return
+    cluster = cluster or {}
+    for key, name in (("redis_url", "REDIS_URL"), ("database_url", "DATABASE_URL")):
+        if not cluster.get(key) and env.get(name):
+            cluster[key] = env[name]
+    if not cluster.get("scheduler_addresses") and env.get("KESTREL_SCHEDULER_ADDRESSES"):
+        cluster["scheduler_addresses"] = [a.strip() for a in env["KESTREL_SCHEDULER_ADDRESSES"].split(",") if a.strip()]
+    if cluster:
+        data["cluster"] = cluster
 
 
 def _resolve_env_refs(node: Any, env: Mapping[str, str], where: str, errors: list[str]) -> Any:
