@@ -54,13 +54,25 @@ class AnthropicApi:
         ]
 
     async def messages(self, request: Request) -> Any:
-        sim, config = self.sim, self.sim.config
+        sim = self.sim
         body = await request.body()
         entry, rid, base = self._begin(request, body)
         key_or_error = self._authenticate(request, entry, rid, base)
         if not isinstance(key_or_error, tuple):
             return key_or_error
         key, limits = key_or_error
+        sim.enter(key)
+        try:
+            response = await self._messages(request, body, entry, rid, base, key, limits)
+        except BaseException:
+            sim.leave(key)
+            raise
+        return _Counted(response, sim, key)
+
+    async def _messages(
+        self, request: Request, body: bytes, entry: Any, rid: str, base: Any, key: str, limits: Any
+    ) -> Any:
+        sim, config = self.sim, self.sim.config
         try:
             betas = request.headers.get("anthropic-beta", "")
             req = parse_messages(
@@ -221,3 +233,20 @@ def _model_json(model: Any) -> dict[str, Any]:
         "max_input_tokens": model.max_input_tokens,
         "max_tokens": model.max_tokens,
     }
+
+
+class _Counted:
+    """Runs a response and marks its request finished when the last byte is out (or it fails)."""
+
+    __slots__ = ("_inner", "_key", "_sim")
+
+    def __init__(self, inner: Any, sim: Simulator, key: str) -> None:
+        self._inner = inner
+        self._sim = sim
+        self._key = key
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self._inner(scope, receive, send)
+        finally:
+            self._sim.leave(self._key)

@@ -42,6 +42,19 @@ class Simulator:
             (b"anthropic-organization-id", config.organization_id.encode()),
         ]
         self.model_ids = frozenset(m.id for m in config.models)
+        self.in_flight: dict[str, int] = {}
+        """Messages requests per key still being answered (streams until their last byte)."""
+        self.peak_in_flight: dict[str, int] = {}
+        """The most ``in_flight`` ever reached per key: a gateway's concurrency cap, observed."""
+
+    def enter(self, key: str) -> None:
+        count = self.in_flight.get(key, 0) + 1
+        self.in_flight[key] = count
+        if count > self.peak_in_flight.get(key, 0):
+            self.peak_in_flight[key] = count
+
+    def leave(self, key: str) -> None:
+        self.in_flight[key] = self.in_flight.get(key, 1) - 1
 
     def limits_for(self, key: str) -> KeyLimits | None:
         """The key's limits; unknown keys are unlimited when the sim is open, else None (401)."""
@@ -62,6 +75,8 @@ class Simulator:
         state["cache_entries"] = self.cache.entry_count(key)
         state["scripts_pending"] = self.scripts.pending().get(key, 0)
         state["faults_pending"] = self.faults.pending().get(key, 0)
+        state["in_flight"] = self.in_flight.get(key, 0)
+        state["peak_in_flight"] = self.peak_in_flight.get(key, 0)
         return state
 
     def reset(self) -> None:
@@ -72,3 +87,5 @@ class Simulator:
         self.scripts.clear()
         self.faults.clear()
         self.log.clear()
+        self.in_flight.clear()
+        self.peak_in_flight.clear()
