@@ -20,18 +20,35 @@ def test_one_column_per_event_field() -> None:
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
-def test_every_kind_has_a_type_in_every_dialect(dialect: schema.Dialect) -> None:
-    statements = schema.create_statements(dialect)
-    assert statements[0].startswith("CREATE TABLE IF NOT EXISTS requests")
-    assert "event_id TEXT NOT NULL UNIQUE" in statements[0]
-    assert len(statements) == 1 + len(schema.INDEXES)
+@pytest.mark.parametrize("table", schema.PARTITIONED, ids=lambda t: t.name)
+def test_every_kind_has_a_type_in_every_dialect(dialect: schema.Dialect, table: schema.Table) -> None:
+    statements = schema.create_statements(table, dialect)
+    create = next(s for s in statements if s.startswith("CREATE TABLE IF NOT EXISTS"))
+    assert create.startswith(f"CREATE TABLE IF NOT EXISTS {table.name} (")
+    assert "event_id TEXT NOT NULL" in create
+    assert sum(s.startswith("CREATE INDEX IF NOT EXISTS") for s in statements) == len(table.indexes)
 
 
-def test_postgres_uses_native_types() -> None:
-    table = schema.create_statements("postgres")[0]
-    assert "attempts JSONB NOT NULL" in table
-    assert "stream BOOLEAN NOT NULL" in table
-    assert "input_tokens BIGINT NOT NULL" in table
+def test_sqlite_keys_on_event_id_alone() -> None:
+    statements = schema.create_statements(schema.REQUESTS, "sqlite")
+    assert "seq INTEGER PRIMARY KEY" in statements[0]
+    assert "UNIQUE (event_id)" in statements[0]
+    assert "ON CONFLICT (event_id) DO NOTHING" in schema.insert_sql(schema.REQUESTS, "sqlite", schema.qmark)
+
+
+def test_postgres_uses_native_types_and_partitions_by_day() -> None:
+    create = next(
+        s for s in schema.create_statements(schema.REQUESTS, "postgres") if s.startswith("CREATE TABLE")
+    )
+    assert "attempts JSONB NOT NULL" in create
+    assert "stream BOOLEAN NOT NULL" in create
+    assert "input_tokens BIGINT NOT NULL" in create
+    assert "seq BIGINT NOT NULL DEFAULT nextval('requests_seq')" in create
+    # A unique key of a partitioned table must contain the partition key.
+    assert "PRIMARY KEY (event_id, started_at_ms)" in create
+    assert create.endswith("PARTITION BY RANGE (started_at_ms)")
+    insert = schema.insert_sql(schema.REQUESTS, "postgres", schema.percent)
+    assert insert.endswith("ON CONFLICT (event_id, started_at_ms) DO NOTHING")
 
 
 def test_where_clause_numbers_parameters_in_order() -> None:
@@ -54,10 +71,10 @@ def test_no_filter_means_no_where() -> None:
 def test_sql_runs_as_written() -> None:
     # The statements are plain SQL: run them on a bare connection, outside the adapter.
     conn = sqlite3.connect(":memory:")
-    for statement in schema.create_statements("sqlite"):
+    for statement in schema.create_statements(schema.REQUESTS, "sqlite"):
         conn.execute(statement)
     event = make_event(3)
-    conn.execute(schema.insert_sql(schema.qmark), schema.event_to_row(event))
+    conn.execute(schema.insert_sql(schema.REQUESTS, "sqlite", schema.qmark), schema.event_to_row(event))
     sql, params = schema.recent_sql(EventFilter(model=event.served_model), 5, schema.qmark)
     rows = conn.execute(sql, params).fetchall()
     assert [schema.row_to_event(r) for r in rows] == [event]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.common.events import Attempt
-from kestrel.logger.sink.base import EventSink
+from kestrel.logger.sink.base import BodyStore, EventSink, RequestBodies
 
 from .factories import BASE_MS, make_event
 
@@ -118,3 +118,45 @@ async def test_count_and_empty_write(sink: EventSink) -> None:
     assert await sink.count() == 0
     await sink.write([make_event(i) for i in range(3)])
     assert await sink.count() == 3
+
+
+async def test_prune_removes_only_what_started_before_the_cutoff(sink: EventSink) -> None:
+    await sink.write([make_event(i) for i in range(10)])
+    # make_event(i) starts i seconds after BASE_MS; keep the last 4 (6..9).
+    result = await sink.prune(4, now_ms=BASE_MS + 10_000)
+    assert result.cutoff_ms == BASE_MS + 6_000
+    assert await sink.count() == 4
+    assert [e.event_id for e in await sink.recent(10)] == [f"evt-{i:04d}" for i in (9, 8, 7, 6)]
+    assert await sink.get("req-0005") is None
+    again = await sink.prune(4, now_ms=BASE_MS + 10_000)
+    assert again.deleted == 0 and again.dropped_partitions == ()
+    assert await sink.count() == 4
+
+
+def _bodies(n: int, request: bytes = b'{"model":"m"}') -> RequestBodies:
+    event = make_event(n)
+    return RequestBodies(event.event_id, event.started_at_ms, request, b"\x00\xffdata: ok", len(request), 9)
+
+
+async def test_bodies_are_stored_only_while_capture_is_on(sink: EventSink) -> None:
+    assert isinstance(sink, BodyStore)
+    sink.capture_bodies = False
+    await sink.write_bodies([_bodies(1)])
+    assert await sink.get_bodies("evt-0001") is None
+
+    sink.capture_bodies = True
+    stored = _bodies(2)
+    await sink.write_bodies([stored])
+    await sink.write_bodies([_bodies(2, request=b"a second version"), _bodies(3)])
+    assert await sink.get_bodies("evt-0002") == stored  # idempotent: the first write stays
+    assert await sink.get_bodies("evt-0003") == _bodies(3)
+    assert await sink.get_bodies("evt-0009") is None
+
+
+async def test_prune_removes_old_bodies_too(sink: EventSink) -> None:
+    assert isinstance(sink, BodyStore)
+    sink.capture_bodies = True
+    await sink.write_bodies([_bodies(1), _bodies(8)])
+    await sink.prune(4, now_ms=BASE_MS + 10_000)
+    assert await sink.get_bodies("evt-0001") is None
+    assert await sink.get_bodies("evt-0008") == _bodies(8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -306,3 +306,41 @@ async def test_a_lost_race_never_spins(max_wait: float) -> None:
     result = await scheduler.acquire(LeaseRequest("r", MODEL, max_wait_s=max_wait))
     assert result == Exhausted(ExhaustedReason.ALL_BUSY, 0.0, (AccountState("a", "full"),))
     assert store.attempts <= 2 + 2 * int(max_wait / 0.1)
+
+
+class FeedStore(MemoryStore):
+    """A memory store with a change feed (as Redis has) that fails once, then relays ``pokes``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscriptions = 0
+        self.pokes: asyncio.Queue[str] = asyncio.Queue()
+
+    async def changes(self) -> AsyncIterator[str]:
+        self.subscriptions += 1
+        if self.subscriptions == 1:
+            raise ConnectionError("feed down")
+        yield ""
+        while True:
+            yield await self.pokes.get()
+
+
+async def test_a_change_feed_wakes_waiters_and_is_followed_again_after_it_fails() -> None:
+    store = FeedStore()
+    scheduler = SchedulerService([account("a", max_concurrency=1)], settings(), store, recheck_s=0.5)
+    try:
+        held = await lease_of(scheduler)
+        waiter = asyncio.create_task(scheduler.acquire(LeaseRequest("r", MODEL, max_wait_s=5)))
+        while store.subscriptions < 2:  # the first attempt failed; the retry comes a recheck later
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        # Another replica frees the slot: nothing in this process says so, only the feed.
+        assert await store.release("a", held.lease_id, time.time())
+        started = time.monotonic()
+        store.pokes.put_nowait("a")
+        result = await asyncio.wait_for(waiter, 1)
+        assert isinstance(result, Lease)
+        assert time.monotonic() - started < 0.25
+    finally:
+        await scheduler.aclose()
+    assert store.subscriptions == 2

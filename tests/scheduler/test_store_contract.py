@@ -1,7 +1,9 @@
 """The ``SchedulerStore`` contract, run against every adapter.
 
 Add an adapter by appending an async context manager factory to ``STORE_FACTORIES``; every test
-here then runs against it too. Times are explicit ``now`` values, so no test sleeps.
+here then runs against it too. A factory gets the pytest request, so only the adapters that need a
+server ask for one (``redis_url`` starts or finds a Redis; see ``tests/servers.py``). Times are
+explicit ``now`` values, so no test sleeps.
 """
 
 from __future__ import annotations
@@ -12,29 +14,44 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from kestrel.scheduler.leases import Backoff, Effect
 from kestrel.scheduler.ratelimits import Quota
-from kestrel.scheduler.store import Claim, MemoryStore, SchedulerStore
+from kestrel.scheduler.store import Claim, MemoryStore, RedisStore, SchedulerStore
 
 NOW = 1_700_000_000.0
 MODEL = "claude-x"
 
 
 @contextlib.asynccontextmanager
-async def memory_store() -> AsyncIterator[SchedulerStore]:
+async def memory_store(request: pytest.FixtureRequest) -> AsyncIterator[SchedulerStore]:
     yield MemoryStore()
 
 
-STORE_FACTORIES: list[Any] = [pytest.param(memory_store, id="memory")]
+@contextlib.asynccontextmanager
+async def redis_store(request: pytest.FixtureRequest) -> AsyncIterator[SchedulerStore]:
+    url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    client = aioredis.Redis.from_url(url)
+    try:
+        yield RedisStore(client, prefix)
+    finally:
+        await client.aclose()
+
+
+StoreFactory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[SchedulerStore]]
+
+STORE_FACTORIES: list[Any] = [
+    pytest.param(memory_store, id="memory"),
+    pytest.param(redis_store, id="redis"),
+]
 
 
 @pytest.fixture(params=STORE_FACTORIES)
-async def store(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[SchedulerStore]:
-    factory: Callable[[], contextlib.AbstractAsyncContextManager[SchedulerStore]] = request.param
-    async with factory() as adapter:
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SchedulerStore]:
+    factory: StoreFactory = request.param
+    async with factory(request) as adapter:
         yield adapter
 
 
@@ -158,3 +175,24 @@ async def test_an_empty_effect_changes_nothing(store: SchedulerStore) -> None:
     before = await store.snapshot(["a"], MODEL, "", NOW)
     await store.apply("a", MODEL, Effect(), NOW)
     assert await store.snapshot(["a"], MODEL, "", NOW) == before
+
+
+async def test_a_lease_id_is_granted_once(store: SchedulerStore) -> None:
+    assert await store.try_acquire([Claim("a", 5)], MODEL, "l1", 60, NOW) == "a"
+    with pytest.raises(ValueError):
+        await store.try_acquire([Claim("a", 5)], MODEL, "l1", 60, NOW)
+    assert await in_flight(store, "a", NOW) == 1
+
+
+async def test_a_new_quota_reading_replaces_the_old_one(store: SchedulerStore) -> None:
+    await store.apply("a", MODEL, Effect(quota=Quota(0.5, NOW + 100)), NOW)
+    await store.apply("a", MODEL, Effect(quota=Quota(0.9, NOW + 10)), NOW + 1)
+    assert (await store.snapshot(["a"], MODEL, "", NOW + 1)).accounts["a"].quota == Quota(0.9, NOW + 10)
+
+
+async def test_ids_with_separators_do_not_collide(store: SchedulerStore) -> None:
+    await store.apply("a", "b:c", Effect(cool_until=NOW + 30), NOW)
+    await store.bind_session("s:1", "m", "a", 100, NOW)
+    assert (await store.snapshot(["a:b"], "c", "", NOW)).accounts["a:b"].cooling_until == 0.0
+    assert (await store.snapshot(["a"], "1:m", "s", NOW)).sticky_account is None
+    assert (await store.snapshot(["a"], "m", "s:1", NOW)).sticky_account == "a"

@@ -1,8 +1,12 @@
 """The ``kestrel`` command: one subcommand per role.
 
     kestrel up            edge + scheduler + logger in one process (embedded adapters)
+    kestrel edge          cluster mode: the gateway (leases over gRPC, events to Redis)
+    kestrel scheduler     cluster mode: the scheduler over gRPC, state in Redis
+    kestrel logger        cluster mode: request events from Redis into Postgres
+    kestrel migrate       create or upgrade the request-log schema (SQLite or Postgres)
     kestrel sim           the upstream simulator
-    kestrel logs          recent requests as a table
+    kestrel logs          recent requests as a table; `kestrel logs prune --older-than 30d`
     kestrel keys create   issue a client key (only its SHA-256 is stored)
 
 Role modules are imported lazily so each subcommand starts with only what it needs.
@@ -37,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
             from kestrel.logger.cli import main as logs_main
 
             return logs_main(rest)
+        if command == "migrate":
+            from kestrel.logger.cli import migrate_main
+
+            return migrate_main(rest)
+        if command in ("edge", "logger"):
+            return _http_role(command, rest)
+        if command == "scheduler":
+            return _scheduler(rest)
         if command == "keys":
             return _keys(rest)
     except ConfigError as exc:
@@ -72,6 +84,61 @@ def _up(argv: list[str]) -> int:
     from kestrel.up import run
 
     return run(config)
+
+
+def _http_role(role: str, argv: list[str]) -> int:
+    """``kestrel edge`` / ``kestrel logger``: an ASGI app under uvicorn, drained on SIGTERM."""
+    parser = argparse.ArgumentParser(prog=f"kestrel {role}", description=f"Run the {role} (cluster mode).")
+    _config_arg(parser)
+    parser.add_argument("--host", help="override server.host")
+    parser.add_argument("--port", type=int, help="override server.port")
+    parser.add_argument("--listen", help="host:port, instead of --host and --port")
+    args = parser.parse_args(argv)
+    config = _load(args.config)
+    host, port = config.server.host, config.server.port
+    if args.listen:
+        host, _, text = args.listen.rpartition(":")
+        port = int(text)
+    host = args.host or host
+    port = args.port if args.port is not None else port
+    config = config.model_copy(update={"server": config.server.model_copy(update={"host": host, "port": port})})
+    config.check_bind()
+    _logging()
+    if role == "edge":
+        from kestrel.edge.cluster import build as build_edge
+
+        app: object = build_edge(config)
+    else:
+        from kestrel.logger.main import build as build_logger
+
+        app = build_logger(config)
+    import uvicorn
+
+    from kestrel.common.serving import uvicorn_config
+
+    uvicorn.Server(uvicorn_config(app, host, port, timeout_graceful_shutdown=30)).run()
+    return 0
+
+
+def _scheduler(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kestrel scheduler", description="Run the scheduler (cluster mode).")
+    _config_arg(parser)
+    parser.add_argument("--listen", help="host:port for gRPC (default cluster.scheduler_listen)")
+    args = parser.parse_args(argv)
+    config = _load(args.config)
+    _logging()
+    import asyncio
+
+    from kestrel.scheduler.main import run
+
+    asyncio.run(run(config, args.listen or config.cluster.scheduler_listen))
+    return 0
+
+
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 def _keys(argv: list[str]) -> int:

@@ -105,6 +105,9 @@ class LoggerConfig(_Model):
     batch_size: int = Field(200, ge=1)
     retention_days: float = Field(30.0, gt=0)
     """Request records older than this are pruned automatically."""
+    claim_idle_seconds: float = Field(30.0, gt=0)
+    """Cluster mode: events a logger read but did not acknowledge for this long (it died) are
+    taken over by another logger."""
 
 
 class EdgeConfig(_Model):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akestrel/v1/scheduler.proto\x12\nkestrel.v1\"\x8d\x01\n\x0e\x41\x63quireRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x15\n\rclient_key_id\x18\x04 \x01(\t\x12\x18\n\x10\x65xclude_accounts\x18\x05 \x03(\t\x12\x13\n\x0bmax_wait_ms\x18\x06 \x01(\r\"\\\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06sticky\x18\x04 \x01(\x08\x12\x0e\n\x06ttl_ms\x18\x05 \x01(\r\"E\n\x0c\x41\x63\x63ountState\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\nfree_in_ms\x18\x03 \x01(\r\"|\n\tExhausted\x12+\n\x06reason\x18\x01 \x01(\x0e\x32\x1b.kestrel.v1.ExhaustedReason\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\r\x12*\n\x08\x61\x63\x63ounts\x18\x03 \x03(\x0b\x32\x18.kestrel.v1.AccountState\"k\n\x0f\x41\x63quireResponse\x12\"\n\x05lease\x18\x01 \x01(\x0b\x32\x11.kestrel.v1.LeaseH\x00\x12*\n\texhausted\x18\x02 \x01(\x0b\x32\x15.kestrel.v1.ExhaustedH\x00\x42\x08\n\x06result\" \n\x0cRenewRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"+\n\rRenewResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\"z\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x04\x12\x15\n\routput_tokens\x18\x02 \x01(\x04\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x03 \x01(\x04\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x04 \x01(\x04\"\xd7\x02\n\x0f\x43ompleteRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12$\n\x07outcome\x18\x05 \x01(\x0e\x32\x13.kestrel.v1.Outcome\x12\x13\n\x0bhttp_status\x18\x06 \x01(\r\x12\x16\n\x0eretry_after_ms\x18\x07 \x01(\r\x12M\n\x12rate_limit_headers\x18\x08 \x03(\x0b\x32\x31.kestrel.v1.CompleteRequest.RateLimitHeadersEntry\x12 \n\x05usage\x18\t \x01(\x0b\x32\x11.kestrel.v1.Usage\x1a\x37\n\x15RateLimitHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10\x43ompleteResponse*\x93\x01\n\x0f\x45xhaustedReason\x12 \n\x1c\x45XHAUSTED_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45XHAUSTED_REASON_NO_ACCOUNT\x10\x01\x12\x1d\n\x19\x45XHAUSTED_REASON_ALL_BUSY\x10\x02\x12\x1e\n\x1a\x45XHAUSTED_REASON_ALL_TRIED\x10\x03*\xe7\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_SUCCESS\x10\x01\x12\x18\n\x14OUTCOME_RATE_LIMITED\x10\x02\x12\x16\n\x12OUTCOME_OVERLOADED\x10\x03\x12\x18\n\x14OUTCOME_SERVER_ERROR\x10\x04\x12\x19\n\x15OUTCOME_CONNECT_ERROR\x10\x05\x12\x16\n\x12OUTCOME_AUTH_ERROR\x10\x06\x12\x18\n\x14OUTCOME_CLIENT_ERROR\x10\x07\x12\x15\n\x11OUTCOME_CANCELLED\x10\x08\x32\xd4\x01\n\tScheduler\x12\x42\n\x07\x41\x63quire\x12\x1a.kestrel.v1.AcquireRequest\x1a\x1b.kestrel.v1.AcquireResponse\x12<\n\x05Renew\x12\x18.kestrel.v1.RenewRequest\x1a\x19.kestrel.v1.RenewResponse\x12\x45\n\x08\x43omplete\x12\x1b.kestrel.v1.CompleteRequest\x1a\x1c.kestrel.v1.CompleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akestrel/v1/scheduler.proto\x12\nkestrel.v1\"\x8d\x01\n\x0e\x41\x63quireRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x15\n\rclient_key_id\x18\x04 \x01(\t\x12\x18\n\x10\x65xclude_accounts\x18\x05 \x03(\t\x12\x13\n\x0bmax_wait_ms\x18\x06 \x01(\r\"\\\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06sticky\x18\x04 \x01(\x08\x12\x0e\n\x06ttl_ms\x18\x05 \x01(\r\"E\n\x0c\x41\x63\x63ountState\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\nfree_in_ms\x18\x03 \x01(\r\"|\n\tExhausted\x12+\n\x06reason\x18\x01 \x01(\x0e\x32\x1b.kestrel.v1.ExhaustedReason\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\r\x12*\n\x08\x61\x63\x63ounts\x18\x03 \x03(\x0b\x32\x18.kestrel.v1.AccountState\"k\n\x0f\x41\x63quireResponse\x12\"\n\x05lease\x18\x01 \x01(\x0b\x32\x11.kestrel.v1.LeaseH\x00\x12*\n\texhausted\x18\x02 \x01(\x0b\x32\x15.kestrel.v1.ExhaustedH\x00\x42\x08\n\x06result\"C\n\x0cRenewRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"+\n\rRenewResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\"z\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x04\x12\x15\n\routput_tokens\x18\x02 \x01(\x04\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x03 \x01(\x04\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x04 \x01(\x04\"\xd7\x02\n\x0f\x43ompleteRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12$\n\x07outcome\x18\x05 \x01(\x0e\x32\x13.kestrel.v1.Outcome\x12\x13\n\x0bhttp_status\x18\x06 \x01(\r\x12\x16\n\x0eretry_after_ms\x18\x07 \x01(\r\x12M\n\x12rate_limit_headers\x18\x08 \x03(\x0b\x32\x31.kestrel.v1.CompleteRequest.RateLimitHeadersEntry\x12 \n\x05usage\x18\t \x01(\x0b\x32\x11.kestrel.v1.Usage\x1a\x37\n\x15RateLimitHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10\x43ompleteResponse*\x93\x01\n\x0f\x45xhaustedReason\x12 \n\x1c\x45XHAUSTED_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45XHAUSTED_REASON_NO_ACCOUNT\x10\x01\x12\x1d\n\x19\x45XHAUSTED_REASON_ALL_BUSY\x10\x02\x12\x1e\n\x1a\x45XHAUSTED_REASON_ALL_TRIED\x10\x03*\xe7\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_SUCCESS\x10\x01\x12\x18\n\x14OUTCOME_RATE_LIMITED\x10\x02\x12\x16\n\x12OUTCOME_OVERLOADED\x10\x03\x12\x18\n\x14OUTCOME_SERVER_ERROR\x10\x04\x12\x19\n\x15OUTCOME_CONNECT_ERROR\x10\x05\x12\x16\n\x12OUTCOME_AUTH_ERROR\x10\x06\x12\x18\n\x14OUTCOME_CLIENT_ERROR\x10\x07\x12\x15\n\x11OUTCOME_CANCELLED\x10\x08\x32\xd4\x01\n\tScheduler\x12\x42\n\x07\x41\x63quire\x12\x1a.kestrel.v1.AcquireRequest\x1a\x1b.kestrel.v1.AcquireResponse\x12<\n\x05Renew\x12\x18.kestrel.v1.RenewRequest\x1a\x19.kestrel.v1.RenewResponse\x12\x45\n\x08\x43omplete\x12\x1b.kestrel.v1.CompleteRequest\x1a\x1c.kestrel.v1.CompleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMPLETEREQUEST_RATELIMITHEADERSENTRY']._loaded_options = None
   _globals['_COMPLETEREQUEST_RATELIMITHEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_EXHAUSTEDREASON']._serialized_start=1156
-  _globals['_EXHAUSTEDREASON']._serialized_end=1303
-  _globals['_OUTCOME']._serialized_start=1306
-  _globals['_OUTCOME']._serialized_end=1537
+  _globals['_EXHAUSTEDREASON']._serialized_start=1191
+  _globals['_EXHAUSTEDREASON']._serialized_end=1338
+  _globals['_OUTCOME']._serialized_start=1341
+  _globals['_OUTCOME']._serialized_end=1572
   _globals['_ACQUIREREQUEST']._serialized_start=43
   _globals['_ACQUIREREQUEST']._serialized_end=184
   _globals['_LEASE']._serialized_start=186
@@ -48,17 +48,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACQUIRERESPONSE']._serialized_start=477
   _globals['_ACQUIRERESPONSE']._serialized_end=584
   _globals['_RENEWREQUEST']._serialized_start=586
-  _globals['_RENEWREQUEST']._serialized_end=618
-  _globals['_RENEWRESPONSE']._serialized_start=620
-  _globals['_RENEWRESPONSE']._serialized_end=663
-  _globals['_USAGE']._serialized_start=665
-  _globals['_USAGE']._serialized_end=787
-  _globals['_COMPLETEREQUEST']._serialized_start=790
-  _globals['_COMPLETEREQUEST']._serialized_end=1133
-  _globals['_COMPLETEREQUEST_RATELIMITHEADERSENTRY']._serialized_start=1078
-  _globals['_COMPLETEREQUEST_RATELIMITHEADERSENTRY']._serialized_end=1133
-  _globals['_COMPLETERESPONSE']._serialized_start=1135
-  _globals['_COMPLETERESPONSE']._serialized_end=1153
-  _globals['_SCHEDULER']._serialized_start=1540
-  _globals['_SCHEDULER']._serialized_end=1752
+  _globals['_RENEWREQUEST']._serialized_end=653
+  _globals['_RENEWRESPONSE']._serialized_start=655
+  _globals['_RENEWRESPONSE']._serialized_end=698
+  _globals['_USAGE']._serialized_start=700
+  _globals['_USAGE']._serialized_end=822
+  _globals['_COMPLETEREQUEST']._serialized_start=825
+  _globals['_COMPLETEREQUEST']._serialized_end=1168
+  _globals['_COMPLETEREQUEST_RATELIMITHEADERSENTRY']._serialized_start=1113
+  _globals['_COMPLETEREQUEST_RATELIMITHEADERSENTRY']._serialized_end=1168
+  _globals['_COMPLETERESPONSE']._serialized_start=1170
+  _globals['_COMPLETERESPONSE']._serialized_end=1188
+  _globals['_SCHEDULER']._serialized_start=1575
+  _globals['_SCHEDULER']._serialized_end=1787
 # @@protoc_insertion_point(module_scope)

@@ -98,10 +98,14 @@ class AcquireResponse(_message.Message):
     def __init__(self, lease: _Optional[_Union[Lease, _Mapping]] = ..., exhausted: _Optional[_Union[Exhausted, _Mapping]] = ...) -> None: ...
 
 class RenewRequest(_message.Message):
-    __slots__ = ("lease_id",)
+    __slots__ = ("lease_id", "account_id", "model")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
-    def __init__(self, lease_id: _Optional[str] = ...) -> None: ...
+    account_id: str
+    model: str
+    def __init__(self, lease_id: _Optional[str] = ..., account_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class RenewResponse(_message.Message):
     __slots__ = ("ok", "ttl_ms")

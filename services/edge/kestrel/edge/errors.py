@@ -11,7 +11,8 @@ boundary (``upstream.py``, ``http/``), so nothing above it knows which HTTP clie
     ├── MethodNotAllowed        405
     ├── RequestTooLarge         413  body over edge.max_body_bytes
     ├── RateLimited             429  every account busy or cooling; carries retry-after
-    └── UpstreamUnavailable     502  no upstream could be reached
+    ├── UpstreamUnavailable     502  no upstream could be reached
+    └── SchedulerUnavailable    503  no scheduler replica answered (cluster mode); carries retry-after
 """
 
 from __future__ import annotations
@@ -61,3 +62,10 @@ class RateLimited(GatewayError):
 class UpstreamUnavailable(GatewayError):
     status = 502
     kind = "api_error"
+
+
+class SchedulerUnavailable(GatewayError):
+    """No scheduler replica answered, so no account may be chosen (``clients/scheduler.py``)."""
+
+    status = 503
+    kind = "overloaded_error"

@@ -1,8 +1,13 @@
-"""``kestrel logs``: print the most recent requests from the local request log.
+"""``kestrel logs``, ``kestrel logs prune`` and ``kestrel migrate``: the request log by hand.
 
-Reads the SQLite file named by ``logger.database`` in the configuration, read-only, so it can
-run while ``kestrel up`` is writing. The newest requests are fetched and printed oldest first,
-so the latest one is on the line just above the prompt, as with ``tail``.
+``kestrel logs`` reads the SQLite file named by ``logger.database`` in the configuration,
+read-only, so it can run while ``kestrel up`` is writing. The newest requests are fetched and
+printed oldest first, so the latest one is on the line just above the prompt, as with ``tail``.
+
+``kestrel logs prune --older-than 30d`` removes old requests now, as the logger's retention task
+does every few minutes. ``kestrel migrate`` brings the schema to this version (deploys run it
+before starting new logger pods; the logger also migrates at start). Both act on the cluster's
+Postgres when ``cluster.database_url`` or ``$DATABASE_URL`` names one, else on the SQLite file.
 """
 
 from __future__ import annotations
@@ -13,12 +18,16 @@ import os
 import shutil
 import sqlite3
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from kestrel.common.config import ConfigError, load_config
+from kestrel.common.config import ConfigError, KestrelConfig, load_config
 from kestrel.common.events import RequestEvent
 
+from . import migrations
 from .render import render_json_lines, render_table
+from .retention import DAY_S, parse_duration
+from .sink.base import PruneResult
 from .sink.sqlite import SQLiteSink
 
 CONFIG_ENV = "KESTREL_CONFIG"
@@ -27,7 +36,9 @@ CONFIG_ENV = "KESTREL_CONFIG"
 def build_parser() -> argparse.ArgumentParser:
     """The ``logs`` arguments; the ``kestrel`` command can mount this as a subcommand."""
     parser = argparse.ArgumentParser(
-        prog="kestrel logs", description="Show the most recent requests through the gateway."
+        prog="kestrel logs",
+        description="Show the most recent requests through the gateway.",
+        epilog="kestrel logs prune --older-than 30d: delete old requests (see --help there)",
     )
     parser.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV})")
     parser.add_argument(
@@ -46,7 +57,11 @@ def main(argv: list[str] | None = None, *, config_path: str | None = None) -> in
 
     The configuration file is, in order: ``--config``, ``config_path`` (what the ``kestrel``
     command resolved), ``$KESTREL_CONFIG``, or none (built-in defaults plus ``KESTREL_*``).
+    ``kestrel logs prune ...`` is handed to ``prune_main``.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["prune"]:
+        return prune_main(argv[1:], config_path=config_path)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed by argparse
@@ -93,6 +108,142 @@ async def _fetch(database: Path, args: argparse.Namespace) -> list[RequestEvent]
             model=args.model,
             status=args.status,
         )
+
+
+def build_prune_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kestrel logs prune", description="Delete requests older than a given age."
+    )
+    parser.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV})")
+    parser.add_argument(
+        "--older-than",
+        type=_duration,
+        help="age such as 30d, 12h or 90m (default: logger.retention_days)",
+    )
+    _database_arg(parser)
+    return parser
+
+
+def prune_main(argv: list[str] | None = None, *, config_path: str | None = None) -> int:
+    """Run ``kestrel logs prune``; returns the exit status."""
+    parsed = _parse(build_prune_parser(), argv, config_path)
+    if isinstance(parsed, int):
+        return parsed
+    args, config = parsed
+    target = _database(config, args.database)
+    older_than_s = args.older_than or config.logger.retention_days * DAY_S
+    if not migrations.is_postgres(target) and not Path(target).exists():
+        print(f"kestrel logs prune: no request log at {target}", file=sys.stderr)
+        return 1
+    try:
+        result = asyncio.run(_prune(target, older_than_s))
+    except _database_errors(target) as exc:
+        print(f"kestrel logs prune: {_describe(target)}: {exc}", file=sys.stderr)
+        return 1
+    cutoff = datetime.fromtimestamp(result.cutoff_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    summary = f"rows deleted: {result.deleted}"
+    if migrations.is_postgres(target):
+        summary += f", partitions dropped: {len(result.dropped_partitions)}"
+    print(f"pruned requests that started before {cutoff} UTC from {_describe(target)}: {summary}")
+    return 0
+
+
+def build_migrate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kestrel migrate",
+        description="Bring the request-log schema to this version of Kestrel.",
+    )
+    parser.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV})")
+    _database_arg(parser)
+    return parser
+
+
+def migrate_main(argv: list[str] | None = None, *, config_path: str | None = None) -> int:
+    """Run ``kestrel migrate``; returns the exit status (1 for a database newer than the code).
+
+    Safe to run from several places at once: the migrations take a lock and apply once.
+    """
+    parsed = _parse(build_migrate_parser(), argv, config_path)
+    if isinstance(parsed, int):
+        return parsed
+    args, config = parsed
+    target = _database(config, args.database)
+    try:
+        applied = asyncio.run(migrations.migrate(target))
+    except migrations.SchemaTooNew as exc:
+        print(f"kestrel migrate: {exc}", file=sys.stderr)
+        return 1
+    except _database_errors(target) as exc:
+        print(f"kestrel migrate: {_describe(target)}: {exc}", file=sys.stderr)
+        return 1
+    for migration in applied:
+        print(f"applied {migration.version}: {migration.description}")
+    print(f"{_describe(target)} is at schema version {migrations.LATEST_VERSION}")
+    return 0
+
+
+def _parse(
+    parser: argparse.ArgumentParser, argv: list[str] | None, config_path: str | None
+) -> tuple[argparse.Namespace, KestrelConfig] | int:
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        config = load_config(args.config or config_path or os.environ.get(CONFIG_ENV) or None)
+    except ConfigError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
+    return args, config
+
+
+def _database_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database",
+        help="a postgresql:// URL or a SQLite file (default: cluster.database_url or "
+        "$DATABASE_URL, else logger.database)",
+    )
+
+
+def _database(config: KestrelConfig, override: str | None) -> str:
+    """The Postgres URL of cluster mode when there is one, else the local SQLite file."""
+    target = override or config.cluster.database_url or config.logger.database
+    return target if migrations.is_postgres(target) else str(Path(target).expanduser())
+
+
+def _describe(target: str) -> str:
+    """Where ``target`` points, without the password a URL may carry."""
+    if not migrations.is_postgres(target):
+        return target
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(target)
+    return f"postgres database {info.get('dbname', '?')} on {info.get('host', 'localhost')}"
+
+
+def _database_errors(target: str) -> tuple[type[BaseException], ...]:
+    if migrations.is_postgres(target):
+        import psycopg
+
+        return (psycopg.Error, OSError)
+    return (sqlite3.Error, OSError)
+
+
+async def _prune(target: str, older_than_s: float) -> PruneResult:
+    if migrations.is_postgres(target):
+        from .sink.postgres import PostgresSink
+
+        async with await PostgresSink.open(target) as postgres:
+            return await postgres.prune(older_than_s)
+    async with await SQLiteSink.open(target) as sqlite:
+        return await sqlite.prune(older_than_s)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _non_negative(text: str) -> int:

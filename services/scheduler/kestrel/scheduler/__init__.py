@@ -7,11 +7,15 @@ How the parts fit:
 - ``leases`` is the policy as pure functions: which accounts are eligible, how they rank, and what
   each outcome does to an account's health. ``ratelimits`` reads upstream rate-limit headers for
   it (and gives the edge helpers to fill a ``Completion``).
-- ``store`` is the state port (``SchedulerStore``) with its adapters: ``MemoryStore`` here, Redis
-  for cluster mode. The policy never knows which one it has.
+- ``store`` is the state port (``SchedulerStore``) with its adapters: ``MemoryStore`` for
+  ``kestrel up``, ``RedisStore`` for cluster mode. The policy never knows which one it has.
 - ``service.SchedulerService`` joins them: snapshot, choose, grant atomically, wait when all are
   busy, and learn from completions. It is the ``LeaseClient`` that ``kestrel up`` hands the edge
-  directly, and what the gRPC server wraps in cluster mode.
+  directly, and what the gRPC server wraps in cluster mode. When its store is a ``ChangeFeed``
+  (Redis), a waiter wakes when any replica frees a slot.
+- ``wire`` converts the contract to and from the protobuf messages; ``grpc_server`` serves any
+  ``LeaseClient`` as ``kestrel.v1.Scheduler`` (with gRPC health and a graceful drain). Both are
+  imported by name rather than re-exported here, so ``kestrel up`` never loads gRPC.
 """
 
 from .contract import (
@@ -27,11 +31,12 @@ from .contract import (
 )
 from .leases import outcome_for_status
 from .ratelimits import rate_limit_headers, retry_after_seconds
-from .service import SchedulerService
-from .store import Claim, MemoryStore, SchedulerStore
+from .service import ChangeFeed, SchedulerService
+from .store import Claim, MemoryStore, RedisStore, SchedulerStore
 
 __all__ = [
     "AccountState",
+    "ChangeFeed",
     "Claim",
     "Completion",
     "Exhausted",
@@ -41,6 +46,7 @@ __all__ = [
     "LeaseRequest",
     "MemoryStore",
     "Outcome",
+    "RedisStore",
     "SchedulerService",
     "SchedulerStore",
     "Usage",

@@ -7,15 +7,21 @@ change the answer happens: a lease released or an outcome applied in this proces
 cooldown or backoff expiring (a timer), or ``recheck_s`` passing, which covers leases that expire
 and state that other replicas change without telling this one. When nothing can free up before
 the deadline (every account blocked past it, none merely full), it answers at once instead.
+
+A store that is also a ``ChangeFeed`` (the Redis one) reports changes made by every replica: the
+service follows it from its first wait until ``aclose``, and a waiter here wakes as soon as a
+replica elsewhere frees a slot, instead of at the next ``recheck_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from kestrel.common.config import AccountConfig, SchedulerConfig
 
@@ -32,6 +38,20 @@ from .store.base import Claim, SchedulerStore
 
 # Wake a little after a cooldown ends so the re-check does not land just before it and loop once.
 _WAKE_MARGIN_S = 0.001
+
+_log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """An optional store capability: hear about changes that other replicas make.
+
+    ``changes()`` yields once when it starts listening (changes before that were missed) and then
+    once per lease released or outcome applied anywhere; the value (an account id, or ``""``) is
+    a hint only. It may raise on connection loss; the follower starts it again.
+    """
+
+    def changes(self) -> AsyncIterator[str]: ...
 
 
 class SchedulerService:
@@ -60,6 +80,8 @@ class SchedulerService:
         # Replaced on every change; a waiter holds the one current when it looked, so a change
         # that happens between its look and its wait still wakes it.
         self._changed = asyncio.Event()
+        self._feed = store if isinstance(store, ChangeFeed) else None
+        self._follower: asyncio.Task[None] | None = None
 
     def serving(self, model: str) -> tuple[AccountConfig, ...]:
         """The configured accounts that serve ``model``, in configuration order."""
@@ -108,6 +130,7 @@ class SchedulerService:
             timeout = min(left, self._recheck_s)
             if result.retry_after_s > 0:
                 timeout = min(timeout, result.retry_after_s + _WAKE_MARGIN_S)
+            self._follow_changes()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout)
 
@@ -164,6 +187,31 @@ class SchedulerService:
             ttl_s=ttl,
         )
 
+    async def aclose(self) -> None:
+        """Stop following the store's changes (a no-op for a store without a feed)."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _follow_changes(self) -> None:
+        """Start following the feed, lazily: only a service that ever waits needs it."""
+        if self._feed is not None and (self._follower is None or self._follower.done()):
+            self._follower = asyncio.create_task(self._follow(self._feed))
+
+    async def _follow(self, feed: ChangeFeed) -> None:
+        # Every message (including the first, "now listening") wakes the waiters to look again.
+        # While the feed is down they still wake every recheck_s, so a retry at that pace loses
+        # nothing but latency.
+        while True:
+            try:
+                async for _ in feed.changes():
+                    self._notify()
+            except Exception as exc:
+                _log.warning("scheduler change feed lost, retrying in %.1f s: %s", self._recheck_s, exc)
+            await asyncio.sleep(self._recheck_s)

@@ -4,13 +4,17 @@ Every method is async so callers on the event loop (the writer, the admin API, t
 never block, whatever the adapter: SQLite runs its calls on its own threads, a Postgres adapter
 can use an async driver. ``EventFilter`` is the one description of "which requests" that each
 adapter translates, either into SQL (``schema.where_clause``) or into a predicate (``matches``).
+
+Request and response bodies are a separate, optional port (``BodyStore``): they are large, often
+sensitive, and stored only while ``capture_bodies`` is on, so nothing that reads the request log
+depends on them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kestrel.common.events import RequestEvent
 
@@ -38,6 +42,35 @@ class EventFilter:
             and (self.model is None or self.model in (event.requested_model, event.served_model))
             and (self.status is None or event.status == self.status)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBodies:
+    """The bodies of one request, stored apart from its event and only when capture is on."""
+
+    event_id: str
+    """The ``RequestEvent`` these bodies belong to."""
+    started_at_ms: int
+    """Copied from the event: it places the bodies in the same partition and retention window."""
+    request: bytes
+    """The request body as received, possibly truncated (see ``request_size``)."""
+    response: bytes
+    """The response body, or a summary of it (a reassembled stream), possibly truncated."""
+    request_size: int
+    """The size of the full request body in bytes, whatever ``request`` kept of it."""
+    response_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What one ``prune`` removed."""
+
+    cutoff_ms: int
+    """Records that started before this Unix time in milliseconds were removed."""
+    deleted: int = 0
+    """Request rows deleted one by one (rows in dropped partitions are not counted)."""
+    dropped_partitions: tuple[str, ...] = ()
+    """Whole partitions dropped (Postgres), the cheap path for everything past the cutoff."""
 
 
 class EventSink(Protocol):
@@ -73,6 +106,32 @@ class EventSink(Protocol):
         """How many events are stored."""
         ...
 
+    async def prune(self, older_than_s: float, *, now_ms: int | None = None) -> PruneResult:
+        """Remove events (and their bodies) that started more than ``older_than_s`` ago.
+
+        ``now_ms`` replaces the clock, for tests. Safe to run while the writer is writing and
+        from several processes at once; each deletion is its own short transaction, so a large
+        backlog never holds the writer up for long.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release connections and threads; the sink is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class BodyStore(Protocol):
+    """Optional storage of request and response bodies, apart from the events."""
+
+    capture_bodies: bool
+    """While False, ``write_bodies`` stores nothing; may be switched at run time."""
+
+    async def write_bodies(self, bodies: Sequence[RequestBodies]) -> None:
+        """Store ``bodies`` in one transaction, idempotent by ``event_id``; a no-op when capture
+        is off."""
+        ...
+
+    async def get_bodies(self, event_id: str) -> RequestBodies | None:
+        """The bodies stored for ``event_id``, or None."""
         ...

@@ -8,17 +8,20 @@ and out, as a database would, so a caller mutating an event cannot change what w
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 
 from kestrel.common.events import RequestEvent
 
-from .base import EventFilter
+from .base import EventFilter, PruneResult, RequestBodies
 
 
 class MemorySink:
     """``EventSink`` over a dict; arrival order stands in for the SQL ``seq`` column."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, capture_bodies: bool = False) -> None:
+        self.capture_bodies = capture_bodies
+        self._bodies: dict[str, RequestBodies] = {}
         self._by_event_id: dict[str, tuple[int, RequestEvent]] = {}
         self._seq = 0
         self.writes = 0
@@ -62,6 +65,24 @@ class MemorySink:
 
     async def count(self) -> int:
         return len(self._by_event_id)
+
+    async def write_bodies(self, bodies: Sequence[RequestBodies]) -> None:
+        if not self.capture_bodies:
+            return
+        for item in bodies:
+            self._bodies.setdefault(item.event_id, item)
+
+    async def get_bodies(self, event_id: str) -> RequestBodies | None:
+        return self._bodies.get(event_id)
+
+    async def prune(self, older_than_s: float, *, now_ms: int | None = None) -> PruneResult:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cutoff_ms = now_ms - round(older_than_s * 1000)
+        old = [k for k, (_, e) in self._by_event_id.items() if e.started_at_ms < cutoff_ms]
+        for key in old:
+            del self._by_event_id[key]
+        self._bodies = {k: b for k, b in self._bodies.items() if b.started_at_ms >= cutoff_ms}
+        return PruneResult(cutoff_ms, len(old))
 
     async def aclose(self) -> None:
         return None

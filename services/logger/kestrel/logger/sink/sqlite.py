@@ -4,12 +4,17 @@ sqlite3 calls block, so none of them runs on the event loop. Each connection is 
 own single-thread executor: one for writing, one for reading. In WAL mode readers never wait for
 the writer, so the dashboard and ``kestrel logs`` stay responsive while batches are committed,
 and ``kestrel logs`` can read the file while ``kestrel up`` is writing it.
+
+The schema comes from ``kestrel.logger.migrations``, applied when a writable sink opens; several
+processes opening one file at once take turns on SQLite's write lock. Retention deletes in small
+batches, each its own transaction, so a large prune never holds the writer up for long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +22,9 @@ from typing import TypeVar
 
 from kestrel.common.events import RequestEvent
 
+from .. import migrations
 from . import schema
-from .base import EventFilter
+from .base import EventFilter, PruneResult, RequestBodies
 
 T = TypeVar("T")
 
@@ -58,18 +64,33 @@ class _Connection:
 
 
 class SQLiteSink:
-    """``EventSink`` over a SQLite file in WAL mode. Create it with ``await SQLiteSink.open()``."""
+    """``EventSink`` and ``BodyStore`` over a SQLite file in WAL mode.
 
-    def __init__(self, path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 5.0):
+    Create it with ``await SQLiteSink.open()``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        readonly: bool = False,
+        busy_timeout_s: float = 5.0,
+        capture_bodies: bool = False,
+        prune_batch: int = 5000,
+    ):
         """Does no I/O; ``open`` (or ``initialize``) creates the file and the schema.
 
         ``readonly`` is for readers in another process (``kestrel logs``): it never creates the
-        file or the schema, and refuses writes.
+        file or the schema, and refuses writes. ``prune_batch`` is how many rows one pruning
+        transaction deletes at most.
         """
         self.path = Path(path).expanduser()
         self.readonly = readonly
+        self.capture_bodies = capture_bodies
         self._busy_timeout_s = busy_timeout_s
-        self._insert = schema.insert_sql(schema.qmark)
+        self._prune_batch = prune_batch
+        self._insert = schema.insert_sql(schema.REQUESTS, "sqlite", schema.qmark)
+        self._insert_bodies = schema.insert_sql(schema.BODIES, "sqlite", schema.qmark)
         self._writer: _Connection | None = None
         if not readonly:
             self._writer = _Connection("kestrel-sqlite-writer", self._open_writer)
@@ -77,10 +98,17 @@ class SQLiteSink:
 
     @classmethod
     async def open(
-        cls, path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 5.0
+        cls,
+        path: str | Path,
+        *,
+        readonly: bool = False,
+        busy_timeout_s: float = 5.0,
+        capture_bodies: bool = False,
     ) -> SQLiteSink:
-        """Open (creating unless ``readonly``) the database at ``path``, ready for use."""
-        sink = cls(path, readonly=readonly, busy_timeout_s=busy_timeout_s)
+        """Open (creating and migrating unless ``readonly``) the database at ``path``."""
+        sink = cls(
+            path, readonly=readonly, busy_timeout_s=busy_timeout_s, capture_bodies=capture_bodies
+        )
         try:
             await sink.initialize()
         except BaseException:
@@ -89,9 +117,9 @@ class SQLiteSink:
         return sink
 
     async def initialize(self) -> None:
-        """Create the file, switch it to WAL and create the schema; idempotent."""
+        """Create the file, switch it to WAL and apply the migrations it lacks; idempotent."""
         if self._writer is not None:
-            await self._writer.call(_create_schema)
+            await self._writer.call(migrations.migrate_sqlite)
         elif not self.path.exists():
             raise FileNotFoundError(f"no request log at {self.path}")
         await self._reader.call(lambda conn: None)
@@ -102,18 +130,38 @@ class SQLiteSink:
         if not events:
             return
         rows = [schema.event_to_row(e) for e in events]
-        await self._writer.call(lambda conn: self._write_rows(conn, rows))
+        await self._writer.call(lambda conn: _in_transaction(conn, self._insert, rows))
 
-    def _write_rows(self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
-        # BEGIN IMMEDIATE takes the write lock up front, so a busy database fails here, before
-        # any row is written, and the whole batch is retried by the writer.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(self._insert, rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    async def write_bodies(self, bodies: Sequence[RequestBodies]) -> None:
+        if self._writer is None:
+            raise RuntimeError(f"{self.path} was opened read-only")
+        if not self.capture_bodies or not bodies:
+            return
+        rows = [schema.bodies_to_row(b) for b in bodies]
+        await self._writer.call(lambda conn: _in_transaction(conn, self._insert_bodies, rows))
+
+    async def prune(self, older_than_s: float, *, now_ms: int | None = None) -> PruneResult:
+        if self._writer is None:
+            raise RuntimeError(f"{self.path} was opened read-only")
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cutoff_ms = now_ms - round(older_than_s * 1000)
+        deleted = 0
+        for table in (schema.REQUESTS, schema.BODIES):
+            # rowid (``seq`` is its alias in requests) picks the batch via the start-time index.
+            statement = (
+                f"DELETE FROM {table.name} WHERE rowid IN (SELECT rowid FROM {table.name} "
+                f"WHERE started_at_ms < ? LIMIT {int(self._prune_batch)})"
+            )
+            while True:
+                # One executor call per batch: the writer's batches get their turn in between.
+                n = await self._writer.call(
+                    lambda conn, statement=statement: _delete(conn, statement, cutoff_ms)
+                )
+                if table is schema.REQUESTS:
+                    deleted += n
+                if n < self._prune_batch:
+                    break
+        return PruneResult(cutoff_ms, deleted)
 
     async def recent(
         self,
@@ -143,6 +191,11 @@ class SQLiteSink:
         row = await self._reader.call(lambda conn: conn.execute(sql, (request_id,)).fetchone())
         return None if row is None else schema.row_to_event(row)
 
+    async def get_bodies(self, event_id: str) -> RequestBodies | None:
+        sql = schema.bodies_sql(schema.qmark)
+        row = await self._reader.call(lambda conn: conn.execute(sql, (event_id,)).fetchone())
+        return None if row is None else schema.row_to_bodies(row)
+
     async def count(self) -> int:
         row = await self._reader.call(lambda conn: conn.execute(schema.COUNT_SQL).fetchone())
         return int(row[0])
@@ -159,7 +212,7 @@ class SQLiteSink:
         await self.aclose()
 
     def _connect(self) -> sqlite3.Connection:
-        # Autocommit mode: transactions are explicit (see _write_rows), never implicit.
+        # Autocommit mode: transactions are explicit (see _in_transaction), never implicit.
         return sqlite3.connect(
             self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
         )
@@ -179,19 +232,26 @@ class SQLiteSink:
         return conn
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > schema.SCHEMA_VERSION:
-        raise RuntimeError(
-            f"the request log has schema version {version}, newer than this Kestrel "
-            f"({schema.SCHEMA_VERSION}); upgrade Kestrel or point logger.database elsewhere"
-        )
+def _in_transaction(
+    conn: sqlite3.Connection, statement: str, rows: list[tuple[object, ...]]
+) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front, so a busy database fails here, before
+    # any row is written, and the whole batch is retried by the writer.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in schema.create_statements("sqlite"):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={schema.SCHEMA_VERSION}")
+        conn.executemany(statement, rows)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _delete(conn: sqlite3.Connection, statement: str, cutoff_ms: int) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        deleted = conn.execute(statement, (cutoff_ms,)).rowcount
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return deleted

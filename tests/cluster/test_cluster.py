@@ -1,0 +1,128 @@
+"""Kestrel with 2 edges, 2 schedulers and 2 loggers on one Redis and one Postgres, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from cluster.harness import Cluster, cluster
+from kestrel.sim.config import KeyLimits, SimConfig
+from kestrel.sim.testing import SimHandle, running_sim
+
+KEYS = ("sk-a", "sk-b", "sk-c")
+BODY = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "hello"}]}
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimHandle]:
+    with running_sim(SimConfig(keys={k: KeyLimits() for k in KEYS}, open=False, tokens_per_s=400)) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def kestrel(
+    sim: SimHandle, tmp_path_factory: pytest.TempPathFactory, redis_url: str, database_url: str
+) -> Iterator[Cluster]:
+    prefix = f"kestrel-cluster-test:{tmp_path_factory.getbasetemp().name}:"
+    accounts = [{"id": k, "base_url": sim.url, "api_key": k, "max_concurrency": 2} for k in KEYS]
+    with cluster(
+        tmp_path_factory.mktemp("cluster"),
+        redis_url=redis_url,
+        prefix=prefix,
+        database_url=database_url,
+        accounts=accounts,
+        extra={"scheduler": {"max_wait_seconds": 20}},
+    ) as group:
+        yield group
+
+
+def edges(group: Cluster) -> list[str]:
+    return [p.url for p in group.procs.values() if p.role == "edge"]
+
+
+def rows(database_url: str, request_ids: list[str]) -> list[tuple[str, str, int]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "select request_id, account_id, status from requests where request_id = any(%s)", (request_ids,)
+        ).fetchall()
+
+
+def wait_rows(database_url: str, request_ids: list[str], timeout: float = 20) -> list[tuple[str, str, int]]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = rows(database_url, request_ids)
+        if len(found) >= len(request_ids) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+async def spread(urls: list[str], count: int, body: dict, headers: dict | None = None) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        targets = itertools.islice(itertools.cycle(urls), count)
+        return await asyncio.gather(
+            *(client.post(url + "/v1/messages", json=body, headers=headers or {}) for url in targets)
+        )
+
+
+def test_burst_over_both_edges_respects_max_concurrency_and_is_recorded_once(
+    kestrel: Cluster, sim: SimHandle, database_url: str
+) -> None:
+    sim.reset()
+    long_stream = {
+        **BODY,
+        "max_tokens": 200,
+        "stream": True,
+        "messages": [{"role": "user", "content": "[[sim:text " + "word " * 60 + "]]"}],
+    }
+    responses = asyncio.run(spread(edges(kestrel), 24, long_stream))
+    assert [r.status_code for r in responses] == [200] * 24
+    for key in KEYS:
+        assert sim.key_state(key)["peak_in_flight"] <= 2, f"{key} exceeded max_concurrency across replicas"
+    assert sum(sim.key_state(k)["peak_in_flight"] for k in KEYS) >= 4
+    ids = [r.headers["x-kestrel-request-id"] for r in responses]
+    recorded = wait_rows(database_url, ids)
+    assert sorted(r[0] for r in recorded) == sorted(ids), "every request exactly once in Postgres"
+
+
+def test_cooldown_from_one_replica_is_seen_by_the_other(kestrel: Cluster, sim: SimHandle, database_url: str) -> None:
+    sim.reset()
+    first, second = edges(kestrel)
+    body = {**BODY, "model": "claude-cooling-test"}  # cooldowns are per model: keep other tests clear
+    sim.fault("429", key="sk-a", count=1, retry_after=30)
+    for key in ("sk-b", "sk-c"):
+        sim.fault("429", key=key, count=1, retry_after=30)
+    # Through edge 1: every account answers 429 once, so all three cool down for 30 s.
+    cooled = httpx.post(first + "/v1/messages", json=body, timeout=30)
+    assert cooled.status_code == 429
+    # Through edge 2 (and whichever scheduler it reaches): the cooldowns are known, nothing is tried.
+    blocked = httpx.post(second + "/v1/messages", json=body, timeout=30)
+    assert blocked.status_code == 429
+    assert 25 <= int(blocked.headers["retry-after"]) <= 30
+    assert len([r for r in sim.requests() if r["path"] == "/v1/messages"]) == 3
+    recorded = wait_rows(database_url, [blocked.headers["x-kestrel-request-id"]])
+    assert recorded and recorded[0][2] == 429
+
+
+def test_session_sticks_whichever_edge_and_scheduler_serve_it(
+    kestrel: Cluster, sim: SimHandle, database_url: str
+) -> None:
+    sim.reset()
+    urls = edges(kestrel)
+    homes = {}
+    for session in ("conv-1", "conv-2", "conv-3"):
+        ids = []
+        for url in urls * 3:  # alternate edges; each edge alternates scheduler replicas
+            response = httpx.post(url + "/v1/messages", json=BODY, headers={"x-claude-code-session-id": session})
+            assert response.status_code == 200
+            ids.append(response.headers["x-kestrel-request-id"])
+        accounts = {row[1] for row in wait_rows(database_url, ids)}
+        assert len(accounts) == 1, f"{session} moved between accounts: {accounts}"
+        homes[session] = accounts.pop()
+    assert len(set(homes.values())) > 1, "different sessions spread over the pool"
