@@ -167,3 +167,23 @@ def test_models_named_by_accounts_are_listed_in_anthropic_shape(sim: SimHandle, 
             client.models.retrieve("gpt-4o")
         with pytest.raises(anthropic.NotFoundError, match="no account serves"):
             client.messages.create(model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_metrics_endpoint_counts_requests_for_prometheus(client: anthropic.Anthropic, kestrel: KestrelHandle) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def served() -> float:
+        text = httpx.get(kestrel.url + "/metrics").text
+        for family in text_string_to_metric_families(text):
+            if family.name == "kestrel_requests":
+                return sum(
+                    s.value
+                    for s in family.samples
+                    if s.labels.get("code") == "200" and s.labels.get("path") == "/v1/messages"
+                )
+        return 0.0
+
+    before = served()
+    client.messages.create(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "count me"}])
+    assert served() == before + 1
+    assert "kestrel_events_dropped_total 0.0" in httpx.get(kestrel.url + "/metrics").text

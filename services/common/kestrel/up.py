@@ -19,6 +19,7 @@ import uvicorn
 from kestrel.common.config import KestrelConfig, config_from_dict
 from kestrel.common.serving import BackgroundServer, uvicorn_config
 from kestrel.edge.app import EdgeApp, create_app
+from kestrel.edge.metrics import EdgeMetrics
 from kestrel.logger.bus.memory import MemoryBus
 from kestrel.logger.sink.sqlite import SQLiteSink
 from kestrel.logger.writer import EventWriter
@@ -58,7 +59,11 @@ def build(config: KestrelConfig) -> Embedded:
             finally:
                 await sink.aclose()
 
-    app = create_app(config, scheduler, bus.publish, resources=logger)
+    metrics = EdgeMetrics()
+    metrics.counter_from(
+        "kestrel_events_dropped", "Request events dropped because the logger queue was full.", lambda: bus.dropped
+    )
+    app = create_app(config, scheduler, bus.publish, resources=logger, metrics=metrics)
     return Embedded(app, scheduler, bus, database)
 
 

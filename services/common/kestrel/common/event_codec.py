@@ -83,9 +83,7 @@ def decode(data: bytes | bytearray | memoryview) -> RequestEvent:
 
 def _message(event: RequestEvent, fix: Callable[[object], object]) -> events_pb2.RequestEvent:
     scalars = {name: fix(getattr(event, name)) for name in _EVENT_SCALARS}
-    attempts = [
-        events_pb2.Attempt(**{name: fix(getattr(a, name)) for name in _ATTEMPT_FIELDS}) for a in event.attempts
-    ]
+    attempts = [events_pb2.Attempt(**{name: fix(getattr(a, name)) for name in _ATTEMPT_FIELDS}) for a in event.attempts]
     return events_pb2.RequestEvent(attempts=attempts, **scalars)
 
 

@@ -17,13 +17,16 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kestrel.common.config import KestrelConfig
 from kestrel.common.events import RequestEvent
 from kestrel.edge.gateway import Gateway
 from kestrel.edge.http import FastTransport
+from kestrel.edge.metrics import EdgeMetrics
 from kestrel.edge.upstream import UpstreamTransport, prepare_upstreams
 from kestrel.scheduler.contract import LeaseClient
 
@@ -34,9 +37,10 @@ Handler = Callable[[Request], Awaitable[Any]]
 class EdgeApp:
     """Hot routes by exact path (and the models prefix) to the gateway; the rest to FastAPI."""
 
-    def __init__(self, gateway: Gateway, fallback: FastAPI) -> None:
+    def __init__(self, gateway: Gateway, fallback: FastAPI, metrics: EdgeMetrics) -> None:
         self.gateway = gateway
         self.fallback = fallback
+        self.metrics = metrics
         self.state = fallback.state
         self._routes: dict[str, Handler] = {
             "/v1/messages": gateway.messages,
@@ -61,6 +65,7 @@ def create_app(
     *,
     transport: UpstreamTransport | None = None,
     resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> EdgeApp:
     """Build the edge app.
 
@@ -68,7 +73,18 @@ def create_app(
     embedded mode opens the logger there, so events of in-flight requests are still written.
     """
     client = transport if transport is not None else FastTransport(config.edge)
-    gateway = Gateway(config, scheduler, prepare_upstreams(config.accounts), client, publish)
+    metrics = metrics if metrics is not None else EdgeMetrics()
+    registry = CollectorRegistry()
+    registry.register(metrics)
+
+    def record(event: RequestEvent) -> None:
+        metrics.observe(event)
+        publish(event)
+
+    gateway = Gateway(config, scheduler, prepare_upstreams(config.accounts), client, record)
+
+    async def scrape(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +105,8 @@ def create_app(
             Route("/api/hello", gateway.probe, methods=["GET", "HEAD"]),
             Route("/livez", gateway.livez, methods=["GET", "HEAD"]),
             Route("/readyz", gateway.readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", scrape, methods=["GET"]),
             Route("/{path:path}", gateway.not_found, methods=_ANY),
         ]
     )
-    return EdgeApp(gateway, app)
+    return EdgeApp(gateway, app, metrics)

@@ -17,6 +17,7 @@ from redis import asyncio as aioredis
 from kestrel.common.config import ConfigError, KestrelConfig
 from kestrel.edge.app import EdgeApp, create_app
 from kestrel.edge.clients.scheduler import GrpcLeaseClient
+from kestrel.edge.metrics import EdgeMetrics
 from kestrel.logger.bus.redis_stream import RedisStreamPublisher
 
 
@@ -35,6 +36,15 @@ def build(config: KestrelConfig) -> EdgeApp:
         client, event_stream(config), maxlen=cluster.stream_maxlen, buffer_size=config.logger.queue_size
     )
     scheduler = GrpcLeaseClient(cluster.scheduler_addresses, cluster.scheduler_timeout_seconds)
+    metrics = EdgeMetrics()
+    metrics.counter_from(
+        "kestrel_events_dropped",
+        "Request events dropped because the buffer to Redis was full.",
+        lambda: publisher.dropped,
+    )
+    metrics.gauge_from(
+        "kestrel_events_buffered", "Request events waiting to be sent to Redis.", lambda: publisher.backlog
+    )
 
     @contextlib.asynccontextmanager
     async def resources() -> AsyncIterator[None]:
@@ -46,4 +56,4 @@ def build(config: KestrelConfig) -> EdgeApp:
             await scheduler.aclose()
             await client.aclose()
 
-    return create_app(config, scheduler, publisher.publish, resources=resources)
+    return create_app(config, scheduler, publisher.publish, resources=resources, metrics=metrics)
