@@ -126,3 +126,15 @@ def test_session_sticks_whichever_edge_and_scheduler_serve_it(
         assert len(accounts) == 1, f"{session} moved between accounts: {accounts}"
         homes[session] = accounts.pop()
     assert len(set(homes.values())) > 1, "different sessions spread over the pool"
+
+
+def test_edges_and_loggers_expose_prometheus_metrics(kestrel: Cluster) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for proc in kestrel.procs.values():
+        if proc.role == "scheduler":
+            continue
+        text = httpx.get(proc.url + "/metrics").text
+        names = {family.name for family in text_string_to_metric_families(text)}
+        expected = "kestrel_requests" if proc.role == "edge" else "kestrel_logger_events_written"
+        assert expected in names, f"{proc.name}: {sorted(names)}"

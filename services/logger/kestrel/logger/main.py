@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from redis import asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kestrel.common.config import ConfigError, KestrelConfig
@@ -54,6 +57,7 @@ def build(config: KestrelConfig) -> Starlette:
         writer.start()
         retention.start()
         state["writer"] = writer
+        state["source"] = source
         try:
             yield
         finally:
@@ -64,6 +68,12 @@ def build(config: KestrelConfig) -> Starlette:
             await sink.aclose()
             await client.aclose()
 
+    registry = CollectorRegistry()
+    registry.register(_LoggerMetrics(state))
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     async def livez(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -73,4 +83,26 @@ def build(config: KestrelConfig) -> Starlette:
             return JSONResponse({"status": "stopping"}, status_code=503)
         return JSONResponse({"status": "ready", "written": writer.written})
 
-    return Starlette(routes=[Route("/livez", livez), Route("/readyz", readyz)], lifespan=lifespan)
+    routes = [Route("/livez", livez), Route("/readyz", readyz), Route("/metrics", metrics)]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+class _LoggerMetrics(Collector):
+    """The writer's and the stream source's own counters, read at scrape time."""
+
+    _COUNTERS = (
+        ("writer", "written", "kestrel_logger_events_written", "Events committed to the database."),
+        ("writer", "failed_batches", "kestrel_logger_failed_batches", "Batch writes that failed and were retried."),
+        ("source", "delivered", "kestrel_logger_events_read", "Events read from the stream."),
+        ("source", "reclaimed", "kestrel_logger_events_reclaimed", "Events taken over from a logger that died."),
+        ("source", "dead_lettered", "kestrel_logger_events_dead_lettered", "Undecodable events parked aside."),
+    )
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for part, attribute, name, help_text in self._COUNTERS:
+            owner = self._state.get(part)
+            if owner is not None:
+                yield CounterMetricFamily(name, help_text, value=getattr(owner, attribute))

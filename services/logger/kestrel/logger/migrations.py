@@ -113,18 +113,19 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[Migration]:
         # Databases from before this table recorded their version only in user_version.
         applied_before = conn.execute("PRAGMA user_version").fetchone()[0]
         _refuse_newer(applied | {applied_before})
-        done = _apply(applied, lambda sql, params=(): conn.execute(sql, params), "sqlite")
+        pending = _pending(applied)
+        for statement, params in _plan(pending, "sqlite"):
+            conn.execute(statement, params)
         conn.execute(f"PRAGMA user_version={LATEST_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return done
+    return pending
 
 
 async def migrate_postgres(conn: psycopg.AsyncConnection) -> list[Migration]:
     """Apply the missing migrations on ``conn``, in the schema its search path names."""
-    statements: list[tuple[str, tuple[object, ...]]] = []
     async with conn.transaction():
         await conn.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(current_schema(), '')))",
@@ -134,10 +135,10 @@ async def migrate_postgres(conn: psycopg.AsyncConnection) -> list[Migration]:
         cursor = await conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")
         applied = {v for (v,) in await cursor.fetchall()}
         _refuse_newer(applied)
-        done = _apply(applied, lambda sql, params=(): statements.append((sql, params)), "postgres")
-        for sql, params in statements:
-            await conn.execute(sql, params)
-    return done
+        pending = _pending(applied)
+        for statement, params in _plan(pending, "postgres"):
+            await conn.execute(statement, params)
+    return pending
 
 
 async def postgres_version(conn: psycopg.AsyncConnection) -> int:
@@ -161,27 +162,23 @@ def check_current(version: int) -> None:
         )
 
 
-def _apply(
-    applied: set[int], execute: Callable[..., object], dialect: Dialect
-) -> list[Migration]:
-    done: list[Migration] = []
+def _pending(applied: set[int]) -> list[Migration]:
+    return [m for m in MIGRATIONS if m.version not in applied]
+
+
+def _plan(pending: list[Migration], dialect: Dialect) -> list[tuple[str, tuple[object, ...]]]:
+    """Each migration's statements, each followed by the row that records it as applied."""
+    mark = schema.qmark(0) if dialect == "sqlite" else schema.percent(0)
+    record = (
+        f"INSERT INTO {MIGRATIONS_TABLE} (version, description, applied_at_ms) "
+        f"VALUES ({mark}, {mark}, {mark})"
+    )
     now_ms = int(time.time() * 1000)
-    for migration in MIGRATIONS:
-        if migration.version in applied:
-            continue
-        for statement in migration.statements(dialect):
-            execute(statement)
-        execute(
-            f"INSERT INTO {MIGRATIONS_TABLE} (version, description, applied_at_ms) "
-            f"VALUES ({_mark(dialect)}, {_mark(dialect)}, {_mark(dialect)})",
-            (migration.version, migration.description, now_ms),
-        )
-        done.append(migration)
-    return done
-
-
-def _mark(dialect: Dialect) -> str:
-    return schema.qmark(0) if dialect == "sqlite" else schema.percent(0)
+    plan: list[tuple[str, tuple[object, ...]]] = []
+    for migration in pending:
+        plan += [(statement, ()) for statement in migration.statements(dialect)]
+        plan.append((record, (migration.version, migration.description, now_ms)))
+    return plan
 
 
 def _refuse_newer(versions: set[int]) -> None:
