@@ -137,7 +137,8 @@ async def migrate_postgres(conn: psycopg.AsyncConnection) -> list[Migration]:
         _refuse_newer(applied)
         pending = _pending(applied)
         for statement, params in _plan(pending, "postgres"):
-            await conn.execute(statement, params)
+            # No parameters means none at all, so a literal % in DDL is never read as one.
+            await conn.execute(statement, params or None)
     return pending
 
 
