@@ -344,3 +344,25 @@ async def test_a_change_feed_wakes_waiters_and_is_followed_again_after_it_fails(
     finally:
         await scheduler.aclose()
     assert store.subscriptions == 2
+
+
+class _SlowReplyStore(MemoryStore):
+    """Grants at once, like a Redis script, but its reply takes a while to come back."""
+
+    async def try_acquire(self, claims: Any, model: str, lease_id: str, ttl_s: float, now: float) -> str | None:
+        granted = await super().try_acquire(claims, model, lease_id, ttl_s, now)
+        await asyncio.sleep(0.05)
+        return granted
+
+
+async def test_a_grant_that_lands_after_the_caller_left_is_given_back() -> None:
+    store = _SlowReplyStore()
+    svc = SchedulerService([account("a", max_concurrency=1)], settings(), store, recheck_s=30.0)
+    waiting = asyncio.ensure_future(svc.acquire(LeaseRequest("r1", MODEL)))
+    await asyncio.sleep(0.01)  # the grant is on its way
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.sleep(0.1)  # the grant landed, and was released
+    lease = await svc.acquire(LeaseRequest("r2", MODEL))
+    assert isinstance(lease, Lease), "the only slot was returned, not held until its TTL"

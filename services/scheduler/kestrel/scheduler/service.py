@@ -81,6 +81,7 @@ class SchedulerService:
         # that happens between its look and its wait still wakes it.
         self._changed = asyncio.Event()
         self._feed = store if isinstance(store, ChangeFeed) else None
+        self._background: set[asyncio.Future[object]] = set()
         self._follower: asyncio.Task[None] | None = None
 
     def serving(self, model: str) -> tuple[AccountConfig, ...]:
@@ -176,7 +177,13 @@ class SchedulerService:
         claims = [Claim(account_id, by_id[account_id].max_concurrency) for account_id in pick.order]
         lease_id = os.urandom(16).hex()
         ttl = self._settings.lease_ttl_seconds
-        granted = await self._store.try_acquire(claims, model, lease_id, ttl, now)
+        attempt = asyncio.ensure_future(self._store.try_acquire(claims, model, lease_id, ttl, now))
+        try:
+            granted = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # A remote store may grant after our caller left: give that slot back, do not leak it.
+            attempt.add_done_callback(lambda done: self._give_back(done, lease_id))
+            raise
         if granted is None:
             return None
         return Lease(
@@ -186,6 +193,15 @@ class SchedulerService:
             sticky=granted == pick.sticky_account,
             ttl_s=ttl,
         )
+
+    def _give_back(self, done: asyncio.Future[str | None], lease_id: str) -> None:
+        if done.cancelled() or done.exception() is not None or done.result() is None:
+            return
+        account_id = done.result()
+        assert account_id is not None
+        released = asyncio.ensure_future(self._store.release(account_id, lease_id, self._clock()))
+        self._background.add(released)
+        released.add_done_callback(self._background.discard)
 
     async def aclose(self) -> None:
         """Stop following the store's changes (a no-op for a store without a feed)."""
