@@ -2,7 +2,7 @@
 
 Client dialects parse into a ``Request`` and render ``Event``s (or a ``Response``); providers encode
 a ``Request`` for their upstream and decode what comes back into ``Event``s. N dialects and M
-providers then need N + M translators, not N × M. Passthrough (client dialect equals upstream
+providers then need N + M translators, not N x M. Passthrough (client dialect equals upstream
 dialect) never comes here: the bytes are forwarded untouched.
 
 The shapes follow Anthropic's Messages API, the richest of the three: blocks with indexes,
