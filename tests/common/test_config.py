@@ -112,3 +112,46 @@ def test_cluster_settings_come_from_the_usual_environment_names() -> None:
     assert (
         load_config(None, {**env, "KESTREL_CLUSTER__REDIS_URL": "redis://other"}).cluster.redis_url == "redis://other"
     )
+
+
+def test_routing_chains_resolve_aliases_and_skip_repeats() -> None:
+    from kestrel.common.config import config_from_dict
+
+    config = config_from_dict(
+        {
+            "routing": {
+                "aliases": {"fast": "claude-haiku-4-5", "best": "claude-opus-4-8"},
+                "fallbacks": {"claude-opus-4-8": ["claude-sonnet-4-6", "fast", "claude-opus-4-8"]},
+            }
+        }
+    )
+    assert config.routing.chain("best") == ("claude-opus-4-8", "claude-sonnet-4-6", "claude-haiku-4-5")
+    assert config.routing.chain("other") == ("other",)
+
+
+def test_alias_loops_are_refused() -> None:
+    from kestrel.common.config import config_from_dict
+
+    with pytest.raises(ConfigError, match="loops back"):
+        config_from_dict({"routing": {"aliases": {"a": "b", "b": "a"}}})
+
+
+def test_account_model_map_exact_then_glob() -> None:
+    from kestrel.common.config import config_from_dict
+
+    account = config_from_dict(
+        {
+            "accounts": [
+                {
+                    "id": "z",
+                    "provider": "anthropic",
+                    "preset": "zai",
+                    "api_key": "k",
+                    "model_map": {"claude-haiku-4-5": "glm-4.5-air", "claude-*": "glm-4.6"},
+                }
+            ]
+        }
+    ).accounts[0]
+    assert account.upstream_model("claude-haiku-4-5") == "glm-4.5-air"
+    assert account.upstream_model("claude-opus-4-8") == "glm-4.6"
+    assert account.upstream_model("gpt-5") == "gpt-5"

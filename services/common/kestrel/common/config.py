@@ -44,10 +44,14 @@ class AccountConfig(_Model):
     """One upstream account (an API key or an OAuth token on one provider)."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    provider: Literal["anthropic"] = "anthropic"
-    base_url: str = "https://api.anthropic.com"
+    provider: Literal["anthropic", "openai", "gemini"] = "anthropic"
+    """The upstream's API family; ``preset`` picks a known service of that family."""
+    preset: str = ""
+    """A known service (``groq``, ``deepseek``, ``ollama``, ``zai`` …) giving the base URL and quirks."""
+    base_url: str = ""
+    """Empty: the preset's, else the provider's official endpoint."""
     api_key: SecretStr | None = None
-    """Sent upstream as ``x-api-key``."""
+    """Sent the provider's way: ``x-api-key`` (Anthropic), bearer (OpenAI), ``x-goog-api-key`` (Gemini)."""
     auth_token: SecretStr | None = None
     """Sent upstream as ``Authorization: Bearer``: OAuth and gateway tokens."""
     models: tuple[str, ...] = ()
@@ -55,17 +59,65 @@ class AccountConfig(_Model):
     priority: int = 0
     """Lower values are preferred; accounts with equal priority share the load."""
     max_concurrency: int = Field(16, ge=1)
+    model_map: dict[str, str] = Field(default_factory=dict)
+    """Model names as clients send them (glob patterns allowed) → the name this upstream uses."""
 
     @model_validator(mode="after")
     def _one_credential(self) -> AccountConfig:
         if (self.api_key is None) == (self.auth_token is None):
             raise ValueError("set exactly one of api_key or auth_token")
-        if not self.base_url.startswith(("http://", "https://")):
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return self
 
     def serves(self, model: str) -> bool:
         return not self.models or any(fnmatch.fnmatchcase(model, p) for p in self.models)
+
+    def upstream_model(self, model: str) -> str:
+        """The name to ask this upstream for: an exact ``model_map`` entry, else the first glob."""
+        mapped = self.model_map.get(model)
+        if mapped is not None:
+            return mapped
+        for pattern, target in self.model_map.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                return target
+        return model
+
+
+class RoutingConfig(_Model):
+    """Which models a request may end up on."""
+
+    aliases: dict[str, str] = Field(default_factory=dict)
+    """A name clients may send → the model it stands for (``fast: claude-haiku-4-5``)."""
+    fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """A model → the models to try, in order, when every account serving it is spent or failing."""
+
+    @model_validator(mode="after")
+    def _no_alias_cycles(self) -> RoutingConfig:
+        for start in self.aliases:
+            seen = {start}
+            name = self.aliases[start]
+            while name in self.aliases:
+                if name in seen:
+                    raise ValueError(f"aliases: {start!r} loops back to itself")
+                seen.add(name)
+                name = self.aliases[name]
+        return self
+
+    def resolve(self, model: str) -> str:
+        while model in self.aliases:
+            model = self.aliases[model]
+        return model
+
+    def chain(self, model: str) -> tuple[str, ...]:
+        """The requested model (aliases resolved) followed by its fallbacks, each once."""
+        first = self.resolve(model)
+        chain = [first]
+        for fallback in self.fallbacks.get(first, ()):
+            resolved = self.resolve(fallback)
+            if resolved not in chain:
+                chain.append(resolved)
+        return tuple(chain)
 
 
 class ClientKeyConfig(_Model):
@@ -150,6 +202,7 @@ class KestrelConfig(_Model):
     logger: LoggerConfig = LoggerConfig()
     edge: EdgeConfig = EdgeConfig()
     cluster: ClusterConfig = ClusterConfig()
+    routing: RoutingConfig = RoutingConfig()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> KestrelConfig:

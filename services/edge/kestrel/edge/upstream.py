@@ -43,16 +43,36 @@ class Upstream:
     credential: tuple[bytes, bytes]
 
 
+_OFFICIAL_BASE_URL = {
+    "anthropic": "https://api.anthropic.com",
+    "openai": "https://api.openai.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+
+
 def prepare_upstreams(accounts: Sequence[AccountConfig]) -> dict[str, Upstream]:
+    """Each account's base URL and credential header, built once."""
     prepared = {}
     for account in accounts:
-        if account.api_key is not None:
-            credential = (b"x-api-key", account.api_key.get_secret_value().encode())
-        else:
-            assert account.auth_token is not None
-            credential = (b"authorization", b"Bearer " + account.auth_token.get_secret_value().encode())
-        prepared[account.id] = Upstream(account.id, account.provider, account.base_url.rstrip("/"), credential)
+        prepared[account.id] = Upstream(
+            account.id,
+            account.provider,
+            (account.base_url or _OFFICIAL_BASE_URL[account.provider]).rstrip("/"),
+            _credential(account),
+        )
     return prepared
+
+
+def _credential(account: AccountConfig) -> tuple[bytes, bytes]:
+    if account.auth_token is not None:
+        return (b"authorization", b"Bearer " + account.auth_token.get_secret_value().encode())
+    assert account.api_key is not None
+    key = account.api_key.get_secret_value().encode()
+    if account.provider == "openai":
+        return (b"authorization", b"Bearer " + key)
+    if account.provider == "gemini":
+        return (b"x-goog-api-key", key)
+    return (b"x-api-key", key)
 
 
 class UpstreamResponse(Protocol):
