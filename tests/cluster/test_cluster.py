@@ -138,3 +138,22 @@ def test_edges_and_loggers_expose_prometheus_metrics(kestrel: Cluster) -> None:
         names = {family.name for family in text_string_to_metric_families(text)}
         expected = "kestrel_requests" if proc.role == "edge" else "kestrel_logger_events_written"
         assert expected in names, f"{proc.name}: {sorted(names)}"
+
+
+def test_kestrel_logs_reads_the_cluster_database(kestrel: Cluster, database_url: str) -> None:
+    import subprocess
+
+    from cluster.harness import KESTREL
+
+    response = httpx.post(edges(kestrel)[0] + "/v1/messages", json=BODY)
+    request_id = response.headers["x-kestrel-request-id"]
+    wait_rows(database_url, [request_id])
+    out = subprocess.run(
+        [KESTREL, "logs", "--json", "-n", "500", "--config", str(kestrel.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=kestrel.env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert request_id in out.stdout

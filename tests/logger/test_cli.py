@@ -67,6 +67,12 @@ def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "220")
 
 
+@pytest.fixture(autouse=True)
+def _local_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the SQLite file of ``kestrel up``; CI's DATABASE_URL would point elsewhere."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
 def test_prints_an_aligned_table(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(config_file)]) == 0
     header, first, second = capsys.readouterr().out.splitlines()

@@ -41,14 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="kestrel logs prune --older-than 30d: delete old requests (see --help there)",
     )
     parser.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV})")
-    parser.add_argument(
-        "-n", "--limit", type=_non_negative, default=20, help="how many requests (default 20)"
-    )
+    parser.add_argument("-n", "--limit", type=_non_negative, default=20, help="how many requests (default 20)")
     parser.add_argument("--account", help="only requests served by this account id")
     parser.add_argument("--model", help="only requests for this model, requested or served")
     parser.add_argument("--status", type=int, help="only requests answered with this status")
     parser.add_argument("--key", help="only requests made with this client key id")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    _database_arg(parser)
     return parser
 
 
@@ -72,17 +71,17 @@ def main(argv: list[str] | None = None, *, config_path: str | None = None) -> in
     except ConfigError as exc:
         print(f"kestrel logs: {exc}", file=sys.stderr)
         return 2
-    database = Path(config.logger.database).expanduser()
-    if not database.exists():
+    target = _database(config, args.database)
+    if not migrations.is_postgres(target) and not Path(target).exists():
         print(
-            f"kestrel logs: no request log at {database} yet (kestrel up creates it)",
+            f"kestrel logs: no request log at {target} yet (kestrel up creates it)",
             file=sys.stderr,
         )
         return 1
     try:
-        events = asyncio.run(_fetch(database, args))
-    except sqlite3.Error as exc:
-        print(f"kestrel logs: cannot read {database}: {exc}", file=sys.stderr)
+        events = asyncio.run(_fetch(target, args))
+    except _database_errors(target) as exc:
+        print(f"kestrel logs: cannot read {_describe(target)}: {exc}", file=sys.stderr)
         return 1
     events.reverse()
     if args.json:
@@ -99,21 +98,20 @@ def main(argv: list[str] | None = None, *, config_path: str | None = None) -> in
     return 0
 
 
-async def _fetch(database: Path, args: argparse.Namespace) -> list[RequestEvent]:
-    async with await SQLiteSink.open(database, readonly=True) as sink:
-        return await sink.recent(
-            args.limit,
-            client_key_id=args.key,
-            account_id=args.account,
-            model=args.model,
-            status=args.status,
-        )
+async def _fetch(target: str, args: argparse.Namespace) -> list[RequestEvent]:
+    """Recent requests from SQLite (``kestrel up``) or Postgres (cluster mode)."""
+    filters = {"client_key_id": args.key, "account_id": args.account, "model": args.model, "status": args.status}
+    if migrations.is_postgres(target):
+        from .sink.postgres import PostgresSink
+
+        async with await PostgresSink.open(target, migrate=False, readers=1) as postgres:
+            return await postgres.recent(args.limit, **filters)
+    async with await SQLiteSink.open(target, readonly=True) as sqlite:
+        return await sqlite.recent(args.limit, **filters)
 
 
 def build_prune_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kestrel logs prune", description="Delete requests older than a given age."
-    )
+    parser = argparse.ArgumentParser(prog="kestrel logs prune", description="Delete requests older than a given age.")
     parser.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV})")
     parser.add_argument(
         "--older-than",
