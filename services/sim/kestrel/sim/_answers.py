@@ -14,8 +14,14 @@ A tool marker whose JSON is not an object answers 400, so a typo in a test shows
 
 Default answer: one text block that echoes the request deterministically (same request, same
 text), long enough to stream as several deltas. When the request enables thinking (``enabled``
-or ``adaptive``), default and marker answers start with a thinking block unless a marker already
-supplied one; scripted responses are sent exactly as scripted.
+or ``adaptive``; OpenAI's ``reasoning_effort``; Gemini's ``thinkingConfig``), default and marker
+answers start with a thinking block unless a marker already supplied one. When the request
+forces a tool (OpenAI ``tool_choice`` required or named, Gemini mode ``ANY``) and neither markers
+nor the default name one, the answer is a call of that tool with ``{}`` input instead of the echo
+(after marker text, if any). Scripted responses are sent exactly as scripted.
+
+The answer is the same for every API: each dialect renders these Anthropic-shaped blocks in its
+own form (``_render`` for Anthropic, ``_openai``, ``_gemini``).
 
 Then the answer is cut as a model would stop: at the first stop sequence inside a text block
 (``stop_reason: stop_sequence``), or when the output would pass ``max_tokens`` (text and thinking
@@ -68,6 +74,8 @@ class Answer:
     stop_reason: str
     stop_sequence: str | None
     output_tokens: int
+    thinking_tokens: int = 0
+    """The part of ``output_tokens`` spent on thinking blocks (before display omission)."""
 
 
 def parse_script(data: Any) -> ScriptedResponse:
@@ -114,8 +122,10 @@ def build_answer(
         blocks = list(scripted.content)
         stop_reason = scripted.stop_reason
     else:
-        blocks = list(markers or ()) or [default_text(request)]
+        blocks = list(markers or ()) or ([] if request.forced_tool else [default_text(request)])
         stop_reason = None
+        if request.forced_tool and not any(b["type"] == "tool_use" for b in blocks):
+            blocks.append({"type": "tool_use", "id": None, "name": request.forced_tool, "input": {}})
         if request.thinking and not any(b["type"] == "thinking" for b in blocks):
             blocks.insert(0, {"type": "thinking", "thinking": default_thinking(request)})
     return _finish(request, blocks, stop_reason)
@@ -174,7 +184,7 @@ def _tool_marker(text: str, start: int) -> dict[str, Any]:
 
 def _finish(request: MessagesRequest, blocks: list[dict[str, Any]], stop_reason: str | None) -> Answer:
     budget = request.max_tokens
-    used = 0
+    used = thinking_used = 0
     content: list[dict[str, Any]] = []
     stop_sequence = None
     cut_reason = None
@@ -199,18 +209,20 @@ def _finish(request: MessagesRequest, blocks: list[dict[str, Any]], stop_reason:
         if block is not None and not (cut_reason and _empty(block)):
             content.append(_complete(block, request))
             used += tokens
+            if kind == "thinking":
+                thinking_used += tokens
         if cut_reason:
             break
     if cut_reason is None:
         has_tool = any(b["type"] == "tool_use" for b in content)
         cut_reason = stop_reason or ("tool_use" if has_tool else "end_turn")
-    return Answer(content, cut_reason, stop_sequence, max(1, used))
+    return Answer(content, cut_reason, stop_sequence, max(1, used), thinking_used)
 
 
 def _complete(block: dict[str, Any], request: MessagesRequest) -> dict[str, Any]:
     """Fill what only the moment of sending decides: tool ids, signatures, omitted thinking."""
     if block["type"] == "tool_use" and not block.get("id"):
-        block["id"] = _ids.tool_use_id()
+        block["id"] = _ids.tool_use_id(request.tool_id_prefix)
     elif block["type"] == "thinking":
         if request.thinking_display == "omitted":
             block["thinking"] = ""

@@ -15,6 +15,12 @@ Endpoints (JSON in, JSON out; no auth, as the sim only ever listens on a test ne
 * ``POST /_sim/reset`` clears everything runtime; ``GET /_sim/health`` -> ``{"ok": true}``.
 
 ``pending`` maps a key to the number of queued items, the global queue being ``"*"``.
+
+Scripts and faults serve every API alike: the next generation request on the key (Anthropic
+Messages, OpenAI chat completions or Gemini generateContent) takes the next item, and scripted
+content blocks (Anthropic's ``text``, ``thinking``, ``tool_use`` form) are rendered in that
+API's form. ``redacted_thinking`` has no OpenAI or Gemini form and is left out there (its tokens
+still count).
 """
 
 from __future__ import annotations

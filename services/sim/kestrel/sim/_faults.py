@@ -1,19 +1,26 @@
 """Injected failures: what each kind does and how ``POST /_sim/faults`` describes one.
 
-Kinds and where they strike (each queued fault is used by exactly one ``/v1/messages`` request
-that passed auth and validation; it does not count against rate limits):
+Kinds and where they strike (each queued fault is used by exactly one generation request, of any
+API, that passed auth and validation; it does not count against rate limits). The Anthropic form
+is described; OpenAI and Gemini answer in their own form, noted after each kind:
 
 * ``429`` / ``529`` / ``500``: before any header, with the real error body
   (``rate_limit_error`` / ``overloaded_error`` / ``api_error``) and ``x-should-retry: true``;
-  a 429 also carries ``retry-after`` (``retry_after`` seconds, default 1).
+  a 429 also carries ``retry-after`` (``retry_after`` seconds, default 1). OpenAI: 429
+  ``rate_limit_exceeded`` with ``retry-after``, 503 and 500 ``server_error``. Gemini: 429
+  ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` detail (no header), 503 ``UNAVAILABLE``, 500
+  ``INTERNAL``.
 * ``stall``: a stream sends ``after_events`` SSE events, then goes silent for ``stall_s``
-  seconds, then finishes normally; a non-streaming answer is delayed by ``stall_s``.
+  seconds, then finishes normally; a non-streaming answer is delayed by ``stall_s``. (All APIs;
+  an OpenAI or Gemini "event" is one chunk.)
 * ``reset``: a stream sends ``after_events`` events, then the connection is closed without
   the chunked terminator (the client sees an incomplete body); a non-streaming answer sends
-  its headers and half of its body, then closes.
+  its headers and half of its body, then closes. (All APIs.)
 * ``error_event``: a stream sends ``after_events`` events, then ``event: error`` with an
   ``overloaded_error`` and ends without ``message_stop`` (Anthropic's mid-stream failure); a
-  non-streaming request gets a 529 instead.
+  non-streaming request gets a 529 instead. OpenAI: a ``data: {"error": {...}}`` frame, no
+  ``[DONE]`` (503 without a stream). Gemini: the stream just ends, with no ``finishReason`` or
+  final usage (503 without a stream).
 """
 
 from __future__ import annotations

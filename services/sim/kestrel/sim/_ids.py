@@ -35,8 +35,13 @@ def message_id() -> str:
     return "msg_" + _suffix()
 
 
-def tool_use_id() -> str:
-    return "toolu_" + _suffix()
+def tool_use_id(prefix: str = "toolu_") -> str:
+    return prefix + _suffix()
+
+
+def opaque_id(length: int = 24) -> str:
+    """Base62 characters only, for ids that carry no prefix (Gemini's ``responseId``)."""
+    return "".join(_rng.choices(_ALPHABET, k=length))
 
 
 def mint_signature(thinking: str) -> str:

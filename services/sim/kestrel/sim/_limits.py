@@ -1,4 +1,4 @@
-"""Per-key rate limits over fixed windows, with Anthropic's headers and 429 wording.
+"""Per-key rate limits over fixed windows, with Anthropic's headers and 429 wording by default.
 
 The semantics are chosen to be exact, so a test can predict every answer:
 
@@ -16,6 +16,11 @@ The semantics are chosen to be exact, so a test can predict every answer:
   the second in RFC 3339 UTC, so neither hint is ever earlier than the real reset.
 * Headers on an admitted request show the state after it, output included; other answers to a
   limited key (400, fault errors) show the state as it stands.
+
+The windows are the same for every API a key is used on; only the headers differ. Each method
+takes an optional ``style`` (a ``HeaderStyle``: limits, window and now to header list) so the
+OpenAI dialect can send ``x-ratelimit-*`` and Gemini none; without one, Anthropic's family.
+A ``Refusal`` carries the numbers (limit, used, requested, unit) for each API's own wording.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class Window:
     output_tokens: int = 0
 
 
+HeaderStyle = Callable[[KeyLimits, Window, float], Headers]
+"""Rate-limit headers for a window at a moment (epoch seconds)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a request was not admitted, with everything a 429 needs."""
@@ -49,6 +58,14 @@ class Refusal:
     message: str
     retry_after: int
     headers: Headers
+    unit: str = "requests"
+    """``requests``, ``input tokens`` or ``output tokens``: the budget that ran out."""
+    limit: int = 0
+    used: int = 0
+    """What the window had already spent of that budget."""
+    requested: int = 0
+    """What this request asked of it (1 request, its input cost, or 0 for output)."""
+    window_s: float = 60.0
 
 
 class RateLimiter:
@@ -59,7 +76,7 @@ class RateLimiter:
         self._windows: dict[str, Window] = {}
         self._reset_text: tuple[int, bytes] = (-1, b"")
 
-    def admit(self, key: str, limits: KeyLimits, input_cost: int) -> Refusal | None:
+    def admit(self, key: str, limits: KeyLimits, input_cost: int, style: HeaderStyle | None = None) -> Refusal | None:
         """Charge one request and its input cost, or say why not (charging nothing)."""
         if not limits.limited:
             return None
@@ -67,22 +84,27 @@ class RateLimiter:
         window = self._current(key, limits, now)
         exceeded = _exceeded(limits, window, input_cost)
         if exceeded is not None:
-            amount, unit = exceeded
+            amount, unit, used, requested = exceeded
             retry_after = max(1, math.ceil(window.end - now))
-            return Refusal(_message(amount, unit, limits.window_s), retry_after, self._headers(limits, window))
+            headers = (style or self._headers)(limits, window, now)
+            message = _message(amount, unit, limits.window_s)
+            return Refusal(message, retry_after, headers, unit, amount, used, requested, limits.window_s)
         window.requests += 1
         window.input_tokens += input_cost
         return None
 
-    def charge_output(self, key: str, limits: KeyLimits, output_tokens: int) -> Headers:
+    def charge_output(
+        self, key: str, limits: KeyLimits, output_tokens: int, style: HeaderStyle | None = None
+    ) -> Headers:
         """Add an admitted request's output; return the headers describing the window now."""
         if not limits.limited:
             return []
-        window = self._current(key, limits, self._clock())
+        now = self._clock()
+        window = self._current(key, limits, now)
         window.output_tokens += output_tokens
-        return self._headers(limits, window)
+        return (style or self._headers)(limits, window, now)
 
-    def peek(self, key: str, limits: KeyLimits) -> Headers:
+    def peek(self, key: str, limits: KeyLimits, style: HeaderStyle | None = None) -> Headers:
         """Headers for the window as it stands, charging nothing (for refused requests).
 
         With no open window they show full budgets and a reset one window from now, without
@@ -94,7 +116,7 @@ class RateLimiter:
         window = self._windows.get(key)
         if window is None or now >= window.end:
             window = Window(start=now, end=now + limits.window_s)
-        return self._headers(limits, window)
+        return (style or self._headers)(limits, window, now)
 
     def state(self, key: str, limits: KeyLimits | None) -> dict[str, object]:
         """The key's window as JSON for ``GET /_sim/keys/{key}`` (``window`` null when none)."""
@@ -131,7 +153,8 @@ class RateLimiter:
             window = self._windows[key] = Window(start=now, end=now + limits.window_s)
         return window
 
-    def _headers(self, limits: KeyLimits, window: Window) -> Headers:
+    def _headers(self, limits: KeyLimits, window: Window, now: float) -> Headers:
+        """Anthropic's ``anthropic-ratelimit-*`` family (the default style)."""
         reset = self._reset_header(window.end)
         headers: Headers = []
         families = (
@@ -160,13 +183,14 @@ class RateLimiter:
         return self._reset_text[1]
 
 
-def _exceeded(limits: KeyLimits, window: Window, input_cost: int) -> tuple[int, str] | None:
+def _exceeded(limits: KeyLimits, window: Window, input_cost: int) -> tuple[int, str, int, int] | None:
+    """``(limit, unit, used, requested)`` of the first budget the request would break."""
     if limits.requests_per_window and window.requests + 1 > limits.requests_per_window:
-        return limits.requests_per_window, "requests"
+        return limits.requests_per_window, "requests", window.requests, 1
     if limits.input_tokens_per_window and window.input_tokens + input_cost > limits.input_tokens_per_window:
-        return limits.input_tokens_per_window, "input tokens"
+        return limits.input_tokens_per_window, "input tokens", window.input_tokens, input_cost
     if limits.output_tokens_per_window and window.output_tokens >= limits.output_tokens_per_window:
-        return limits.output_tokens_per_window, "output tokens"
+        return limits.output_tokens_per_window, "output tokens", window.output_tokens, 0
     return None
 
 

@@ -11,6 +11,9 @@ Deltas: text and thinking in slices of ``chunk_tokens * 4`` characters; a thinki
 with its ``signature_delta``; a tool call starts with ``input: {}`` and streams its compact JSON
 as ``input_json_delta`` fragments, an empty one first (as Anthropic sends) and then slices of
 varying size that split keys and strings mid-way.
+
+``StreamPlan``, ``text_slices`` and ``json_slices`` are shared with the OpenAI and Gemini
+renderers, so all three APIs cut the same answer at the same places.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from kestrel.sim._cache import CachePlan
 from kestrel.sim._tokens import tokens_for_chars
 
 _PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+_OVERLOADED_EVENT = (
+    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+)
 
 
 @dataclass(slots=True)
@@ -35,10 +41,16 @@ class StreamPlan:
     tokens: list[int] = field(default_factory=list)
     """Output tokens each frame carries (for ``tokens_per_s`` pacing)."""
     first_content: int = 0
-    """Index of the first ``content_block_start`` (``ttft_ms`` is slept before it)."""
+    """Index of the first frame carrying content (``ttft_ms`` is slept before it)."""
+    error_frame: bytes | None = None
+    """What an ``error_event`` fault sends before ending the body (None: the stream just ends)."""
 
     def add(self, event: str, data: dict[str, Any], tokens: int = 0) -> None:
         self.frames.append(b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
+        self.tokens.append(tokens)
+
+    def add_raw(self, frame: bytes, tokens: int = 0) -> None:
+        self.frames.append(frame)
         self.tokens.append(tokens)
 
 
@@ -76,7 +88,7 @@ def message_json(answer: Answer, model: str, message_id: str, plan: CachePlan) -
 def stream_plan(answer: Answer, model: str, message_id: str, plan: CachePlan, chunk_tokens: int) -> StreamPlan:
     """The SSE frames of the streamed response, in A5 order."""
     chunk = chunk_tokens * 4
-    out = StreamPlan()
+    out = StreamPlan(error_frame=_OVERLOADED_EVENT)
     start_usage = usage(plan, 1)
     out.add(
         "message_start",
@@ -120,7 +132,7 @@ def _add_block(out: StreamPlan, index: int, block: dict[str, Any], chunk: int) -
     kind = block["type"]
     if kind == "text":
         out.add("content_block_start", _start(index, {"type": "text", "text": ""}))
-        for piece in _slices(block["text"], chunk):
+        for piece in text_slices(block["text"], chunk):
             out.add(
                 "content_block_delta",
                 _delta(index, {"type": "text_delta", "text": piece}),
@@ -129,7 +141,7 @@ def _add_block(out: StreamPlan, index: int, block: dict[str, Any], chunk: int) -
     elif kind == "thinking":
         out.add("content_block_start", _start(index, {"type": "thinking", "thinking": "", "signature": ""}))
         # An omitted-display thinking block has no text: only its signature is streamed.
-        for piece in _slices(block["thinking"], chunk) if block["thinking"] else ():
+        for piece in text_slices(block["thinking"], chunk) if block["thinking"] else ():
             out.add(
                 "content_block_delta",
                 _delta(index, {"type": "thinking_delta", "thinking": piece}),
@@ -142,7 +154,7 @@ def _add_block(out: StreamPlan, index: int, block: dict[str, Any], chunk: int) -
             _start(index, {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
         )
         text = orjson.dumps(block["input"]).decode()
-        for piece in ["", *_json_slices(text, chunk)]:
+        for piece in ["", *json_slices(text, chunk)]:
             out.add(
                 "content_block_delta",
                 _delta(index, {"type": "input_json_delta", "partial_json": piece}),
@@ -161,11 +173,12 @@ def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
     return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
-def _slices(text: str, size: int) -> list[str]:
+def text_slices(text: str, size: int) -> list[str]:
+    """``size``-character slices (one empty slice for empty text)."""
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-def _json_slices(text: str, chunk: int) -> list[str]:
+def json_slices(text: str, chunk: int) -> list[str]:
     """Uneven slices (about half a chunk, 1 char, a chunk, two chunks, repeating)."""
     sizes = (max(1, chunk // 2 - 1), 1, chunk, 2 * chunk)
     pieces, at, turn = [], 0, 0

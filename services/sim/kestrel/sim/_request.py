@@ -33,13 +33,26 @@ MAX_BREAKPOINTS = 4
 
 
 class RequestError(Exception):
-    """A request the real API would refuse; carries the status and error type to answer with."""
+    """A request the real API would refuse; carries the status and error type to answer with.
 
-    def __init__(self, message: str, status: int = 400, error_type: str = "invalid_request_error") -> None:
+    ``param`` and ``code`` are OpenAI's extra error fields (the other dialects ignore them).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        error_type: str = "invalid_request_error",
+        *,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.error_type = error_type
+        self.param = param
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -68,6 +81,14 @@ class Prompt:
         if isinstance(segment, dict) and "cache_control" in segment:
             self.breakpoints.append((len(self.segments) - 1, _ttl(segment["cache_control"])))
 
+    def cache_every_boundary(self) -> None:
+        """Automatic caching (OpenAI, Gemini): every segment boundary is a breakpoint.
+
+        Then the cache reads the longest prefix seen before on the key and stores every prefix
+        of at least ``min_cache_tokens``, which is "prefixes seen before are cached".
+        """
+        self.breakpoints = [(i, "5m") for i in range(len(self.segments))]
+
 
 @dataclass(slots=True)
 class MessagesRequest:
@@ -85,6 +106,10 @@ class MessagesRequest:
     last_user_text: str
     """Text blocks of the last user message, joined by newlines (markers are read from here)."""
     message_count: int
+    forced_tool: str | None = None
+    """A tool the request forces (OpenAI ``tool_choice``, Gemini ``ANY``); default answers call it."""
+    tool_id_prefix: str = "toolu_"
+    """How minted tool-call ids start (``toolu_``, ``call_``, ...), as each API's own ids do."""
 
 
 def parse_messages(

@@ -3,7 +3,8 @@
 Gateway tests use it to prove passthrough: the body is kept as the received bytes decoded as
 UTF-8 (invalid bytes would become U+FFFD, and ``body_utf8`` turns false), headers keep their
 received values (names are lowercase, as HTTP/1.1 servers hand them over; a repeated header's
-values are joined with ``", "``). Only ``/v1/...`` requests are recorded, never the control API.
+values are joined with ``", "``). Every API request is recorded (Anthropic and OpenAI under
+``/v1``, Gemini under ``/v1beta``), never the control API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Raw ASGI responses: a byte body, an SSE stream with latency and faults, a torn body.
+"""Raw ASGI responses: a byte body, a stream with latency and faults, a torn body.
+
+``SSEResponse`` sends any ``StreamPlan``: Anthropic's and OpenAI's SSE, Gemini's SSE or its
+streamed JSON array; the plan also says what an ``error_event`` fault sends.
 
 Starlette's response classes rebuild headers from dicts and, for streams, spawn a task to watch
 for disconnects on every request. These take ready-made header lists and only watch for a
@@ -31,9 +34,6 @@ SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
 ]
-_OVERLOADED_EVENT = (
-    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
-)
 
 
 def error_body(error_type: str, message: str, request_id: str) -> bytes:
@@ -143,7 +143,8 @@ class SSEResponse:
         if self.fault.kind == "stall":
             return not await watcher.sleep(self.fault.stall_s)
         if self.fault.kind == "error_event":
-            await send({"type": "http.response.body", "body": _OVERLOADED_EVENT, "more_body": True})
+            if self.plan.error_frame is not None:
+                await send({"type": "http.response.body", "body": self.plan.error_frame, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         return False  # reset: return with the body unfinished; error_event: already finished
 

@@ -14,6 +14,11 @@ from these functions:
   else. A custom tool counts name, description and compact JSON schema.
 * Output: the same rule per generated block (text, thinking text, tool name plus JSON input), with
   a floor of 1 token per response, as the real API never reports 0.
+* OpenAI and Gemini requests use the same rule on their own shapes: a text part counts its text, an
+  image part 6,400 characters, a tool call its name plus its arguments (the JSON string for
+  OpenAI, compact JSON ``args`` for Gemini), a Gemini ``functionResponse`` its name plus compact
+  JSON ``response``, and a function declaration its name, description and compact JSON schema.
+  So a tool call costs the same to send back as it cost to generate, whichever API carries it.
 """
 
 from __future__ import annotations
@@ -78,6 +83,55 @@ def tool_chars(tool: dict[str, Any]) -> int:
             _str_len(tool.get("name")) + _str_len(tool.get("description")) + len(orjson.dumps(tool.get("input_schema")))
         )
     return len(orjson.dumps(without_cache_control(tool)))
+
+
+def openai_part_chars(part: Any) -> int:
+    """Characters of one OpenAI content part (or a content string)."""
+    if isinstance(part, str):
+        return len(part)
+    kind = part.get("type")
+    if kind == "text":
+        return _str_len(part.get("text"))
+    if kind == "refusal":
+        return _str_len(part.get("refusal"))
+    if kind == "image_url":
+        return IMAGE_CHARS
+    return len(orjson.dumps(part))
+
+
+def openai_tool_chars(function: dict[str, Any]) -> int:
+    """Characters of an OpenAI ``tools[].function`` (name, description, compact parameters)."""
+    return (
+        _str_len(function.get("name"))
+        + _str_len(function.get("description"))
+        + len(orjson.dumps(function.get("parameters")))
+    )
+
+
+def gemini_part_chars(part: dict[str, Any]) -> int:
+    """Characters of one Gemini part (its ``thoughtSignature`` never counts)."""
+    if "text" in part:
+        return _str_len(part["text"])
+    if "functionCall" in part:
+        call = part["functionCall"]
+        return _str_len(call.get("name")) + len(orjson.dumps(call.get("args") or {}))
+    if "functionResponse" in part:
+        answer = part["functionResponse"]
+        return _str_len(answer.get("name")) + len(orjson.dumps(answer.get("response") or {}))
+    if "inlineData" in part:
+        data = part["inlineData"]
+        if str(data.get("mimeType", "")).startswith("image/"):
+            return IMAGE_CHARS
+        return _str_len(data.get("data"))
+    if "fileData" in part:
+        return IMAGE_CHARS
+    return len(orjson.dumps(part))
+
+
+def gemini_declaration_chars(declaration: dict[str, Any]) -> int:
+    """Characters of one ``functionDeclarations`` entry (name, description, compact schema)."""
+    schema = declaration.get("parameters", declaration.get("parametersJsonSchema"))
+    return _str_len(declaration.get("name")) + _str_len(declaration.get("description")) + len(orjson.dumps(schema))
 
 
 def output_block_tokens(block: dict[str, Any]) -> int:

@@ -1,8 +1,9 @@
 """``create_app``: the composition root of one simulator.
 
-It builds the runtime state (``Simulator``) once, hands it to the two route groups (the
-Anthropic API under ``/v1`` and the control API under ``/_sim``) and maps everything else to
-Anthropic's error envelope: unknown paths are 404 ``not_found_error``, a wrong method is 405
+It builds the runtime state (``Simulator``) once, hands it to the route groups (the Anthropic
+API under ``/v1``, OpenAI's chat completions under ``/v1/chat/completions``, Gemini under
+``/v1beta`` and the control API under ``/_sim``) and maps everything else to Anthropic's error
+envelope: unknown paths are 404 ``not_found_error``, a wrong method is 405
 ``invalid_request_error``, and a crash is 500 ``api_error``. Trailing-slash redirects are off:
 a redirect is itself a failure for Claude Code's model discovery.
 """
@@ -19,6 +20,8 @@ from starlette.requests import Request
 from kestrel.sim import _ids
 from kestrel.sim._api import AnthropicApi
 from kestrel.sim._control import ControlApi
+from kestrel.sim._gemini import GeminiApi
+from kestrel.sim._openai import OpenAIApi
 from kestrel.sim._responses import BytesResponse, error_body
 from kestrel.sim._state import Simulator
 from kestrel.sim.config import SimConfig
@@ -30,13 +33,19 @@ def create_app(
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Starlette:
-    """An ASGI app playing Anthropic's API; ``app.state.sim`` is its runtime state.
+    """An ASGI app playing Anthropic's, OpenAI's and Gemini's APIs; ``app.state.sim`` is its state.
 
     ``clock`` (epoch seconds, for rate windows and reset headers) and ``monotonic`` (cache
     expiry) are injectable for tests that move time by hand.
     """
     sim = Simulator(config or SimConfig(), clock=clock, monotonic=monotonic)
-    routes = [*AnthropicApi(sim).routes(), *ControlApi(sim).routes()]
+    openai = OpenAIApi(sim)
+    routes = [
+        *AnthropicApi(sim, openai).routes(),
+        *openai.routes(),
+        *GeminiApi(sim).routes(),
+        *ControlApi(sim).routes(),
+    ]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _crash},

@@ -19,7 +19,7 @@ from kestrel.sim.config import ConfigError, SimConfig, load_config, parse_key_sp
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kestrel sim", description="Simulate Anthropic's Messages API for tests and demos."
+        prog="kestrel sim", description="Simulate Anthropic's, OpenAI's and Gemini's APIs for tests and demos."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)

@@ -13,6 +13,7 @@ YAML shape (every field optional)::
     min_cache_tokens: 1024     # prefixes shorter than this are never cached
     strict_models: false       # true: unknown model ids get 404 not_found_error
     verify_signatures: false   # true: thinking blocks sent back must carry a sim signature
+    require_thought_signatures: true  # Gemini: function calls sent back need their thoughtSignature
     request_log_size: 200
     keys:
       sk-a: {requests_per_window: 50, input_tokens_per_window: 0,
@@ -100,11 +101,14 @@ class SimConfig:
     min_cache_tokens: int = 1024
     """Shortest prefix the prompt cache stores, as Anthropic's minimum cacheable length."""
     models: tuple[ModelInfo, ...] = DEFAULT_MODELS
-    """What ``/v1/models`` lists."""
+    """What ``/v1/models`` (and Gemini's ``/v1beta/models``) lists."""
     strict_models: bool = False
     """Reject model ids not in ``models`` with 404, as the real API does."""
     verify_signatures: bool = False
     """Reject thinking blocks whose signature the sim did not mint (400, like a foreign one)."""
+    require_thought_signatures: bool = True
+    """Gemini: with thinking on, a function call of the current turn sent back without the
+    ``thoughtSignature`` the sim issued (or with one it did not mint) is a 400, as on Gemini 3."""
     request_log_size: int = 200
     """How many received requests ``GET /_sim/requests`` can return."""
     organization_id: str = "00000000-0000-4000-8000-00000000516d"

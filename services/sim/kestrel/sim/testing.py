@@ -69,7 +69,7 @@ class SimHandle:
         return self._post("/_sim/faults", body)
 
     def requests(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Received ``/v1`` requests, oldest first (``path``, ``query``, ``headers``, ``body``...)."""
+        """Received API requests (``/v1``, ``/v1beta``), oldest first (``path``, ``query``, ``headers``...)."""
         params = {"limit": limit} if limit is not None else None
         response = self.http.get("/_sim/requests", params=params)
         response.raise_for_status()
