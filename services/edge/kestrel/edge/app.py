@@ -45,6 +45,7 @@ class EdgeApp:
         self._routes: dict[str, Handler] = {
             "/v1/messages": gateway.messages,
             "/v1/messages/count_tokens": gateway.count_tokens,
+            "/v1/chat/completions": gateway.chat_completions,
             "/v1/models": gateway.models,
         }
 

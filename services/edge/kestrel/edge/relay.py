@@ -1,8 +1,8 @@
 """Answering the client: whole bodies, relayed streams, and the event each request leaves.
 
-``StreamRelay`` is a plain ASGI callable so it controls exactly when bytes leave: upstream events
-go out as they arrive, whole, never buffered beyond one event. A failure after the first byte
-becomes an ``event: error`` in the client's dialect; the lease is completed and the request
+``StreamRelay`` is a plain ASGI callable so it controls exactly when bytes leave: what the pipe
+makes of each upstream chunk goes out at once, never buffered beyond one event. A failure after
+the first byte becomes an error in the client's dialect; the lease is completed and the request
 recorded however the stream ends (done, broken, or the client gone).
 """
 
@@ -17,10 +17,9 @@ import anyio
 
 from kestrel.common.events import RequestEvent
 from kestrel.edge.attempts import Opened, outcome_for_error_event
-from kestrel.edge.dialects.anthropic import error_event
 from kestrel.edge.exchange import Exchange
 from kestrel.edge.headers import RawHeaders, as_text, client_response_headers
-from kestrel.edge.tap import UsageTap
+from kestrel.edge.pipes import Pipe
 from kestrel.edge.upstream import UpstreamError
 from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
 from kestrel.scheduler.ratelimits import rate_limit_headers
@@ -30,6 +29,7 @@ Publish = Callable[[RequestEvent], None]
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
 class RawResponse:
@@ -50,7 +50,7 @@ class RawResponse:
 
 
 class StreamRelay:
-    """Relays an upstream SSE stream to the client and settles the attempt when it ends."""
+    """Relays an upstream stream to the client through its pipe; settles the attempt at the end."""
 
     def __init__(
         self,
@@ -61,17 +61,22 @@ class StreamRelay:
         publish: Publish,
         max_retry_after: int,
     ) -> None:
+        assert opened.pipe is not None and opened.chunks is not None
         self._exchange = exchange
         self._opened = opened
+        self._pipe: Pipe = opened.pipe
         self._session_id = session_id
         self._scheduler = scheduler
         self._publish = publish
-        self._headers = client_response_headers(opened.response.raw_headers, max_retry_after)
+        if opened.translated:
+            self._headers = list(_SSE)
+        else:
+            self._headers = client_response_headers(opened.response.raw_headers, max_retry_after)
         self._headers.append((b"x-kestrel-request-id", exchange.request_id.encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        opened = self._opened
-        tap = UsageTap()
+        opened, pipe = self._opened, self._pipe
+        assert opened.chunks is not None
         outcome = Outcome.SUCCESS
         lease = opened.lease
         renew_every = lease.ttl_s / 2
@@ -81,6 +86,7 @@ class StreamRelay:
         relay_task = asyncio.current_task()
         watcher = asyncio.ensure_future(receive())
         gone = False
+        error = ""
 
         def on_receive(done: asyncio.Future[Any]) -> None:
             nonlocal gone
@@ -91,39 +97,32 @@ class StreamRelay:
 
         watcher.add_done_callback(on_receive)
         try:
-            await send({"type": "http.response.start", "status": opened.response.status_code, "headers": self._headers})
-            tap.feed_frames(opened.body)
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             self._exchange.mark_first_byte()
-            await send({"type": "http.response.body", "body": opened.body, "more_body": True})
-            assert opened.cutter is not None and opened.chunks is not None
+            if opened.body:
+                await send({"type": "http.response.body", "body": opened.body, "more_body": True})
             try:
                 async for chunk in opened.chunks:
-                    frames = opened.cutter.feed(chunk)
-                    if not frames:
-                        continue
-                    tap.feed_frames(frames)
-                    await send({"type": "http.response.body", "body": frames, "more_body": True})
+                    out = pipe.feed(chunk)
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
                     if time.monotonic() - last_renew > renew_every:
                         last_renew = time.monotonic()
                         await self._scheduler.renew(lease)
-                tail = opened.cutter.pending
+                tail = pipe.finish()
                 if tail:
-                    tap.feed_frames(tail + b"\n\n")
                     await send({"type": "http.response.body", "body": tail, "more_body": True})
-                if tap.error_type:
-                    outcome = outcome_for_error_event(tap.error_type)
-                    opened.attempt.error = tap.error_type
             except UpstreamError as exc:
                 outcome = Outcome.SERVER_ERROR
                 opened.attempt.error = exc.kind
-                message = f"upstream stream interrupted: {exc}"
-                tap.error_type, tap.error_message = "api_error", message
-                await send({"type": "http.response.body", "body": error_event("api_error", message), "more_body": True})
+                error = f"upstream stream interrupted: {exc}"
+                await send({"type": "http.response.body", "body": pipe.interrupted(error), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         except BaseException as exc:
             outcome = Outcome.CANCELLED
-            tap.error_type = tap.error_type or "client_disconnected"
-            tap.error_message = tap.error_message or "the client went away before the stream ended"
+            event = self._exchange.event
+            event.error_type = event.error_type or "client_disconnected"
+            event.error_message = event.error_message or "the client went away before the stream ended"
             if not (gone and isinstance(exc, asyncio.CancelledError)):
                 raise
             if relay_task is not None:
@@ -132,23 +131,26 @@ class StreamRelay:
             watcher.remove_done_callback(on_receive)
             watcher.cancel()
             with anyio.CancelScope(shield=True):
-                await self._settle(tap, outcome)
+                await self._settle(outcome, error)
 
-    async def _settle(self, tap: UsageTap, outcome: Outcome) -> None:
-        opened = self._opened
+    async def _settle(self, outcome: Outcome, error: str) -> None:
+        opened, pipe = self._opened, self._pipe
         await opened.response.aclose()
+        event = self._exchange.event
+        pipe.record(event)
+        if error:
+            event.error_type, event.error_message = "api_error", error
+        if outcome is Outcome.SUCCESS and event.error_type:
+            outcome = outcome_for_error_event(event.error_type)
+            opened.attempt.error = event.error_type
         await self._scheduler.complete(
             opened.lease,
             Completion(
                 outcome,
                 http_status=opened.response.status_code,
                 rate_limit_headers=rate_limit_headers(as_text(opened.response.raw_headers)),
-                usage=tap.usage(),
+                usage=pipe.usage(),
                 session_id=self._session_id,
             ),
         )
-        event = self._exchange.event
-        tap.record(event)
-        if tap.model:
-            event.served_model = tap.model
         self._publish(self._exchange.finish(opened.response.status_code if outcome is not Outcome.CANCELLED else 499))

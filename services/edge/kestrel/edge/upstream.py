@@ -43,23 +43,14 @@ class Upstream:
     credential: tuple[bytes, bytes]
 
 
-_OFFICIAL_BASE_URL = {
-    "anthropic": "https://api.anthropic.com",
-    "openai": "https://api.openai.com",
-    "gemini": "https://generativelanguage.googleapis.com",
-}
-
-
 def prepare_upstreams(accounts: Sequence[AccountConfig]) -> dict[str, Upstream]:
     """Each account's base URL and credential header, built once."""
+    from kestrel.edge.providers.registry import base_url_for, check
+
     prepared = {}
     for account in accounts:
-        prepared[account.id] = Upstream(
-            account.id,
-            account.provider,
-            (account.base_url or _OFFICIAL_BASE_URL[account.provider]).rstrip("/"),
-            _credential(account),
-        )
+        check(account)
+        prepared[account.id] = Upstream(account.id, account.provider, base_url_for(account), _credential(account))
     return prepared
 
 
