@@ -138,3 +138,28 @@ def test_claude_code_runs_a_tool_and_answers_after_its_result(
     turns_recorded = kestrel.matching(lambda e: e.path == "/v1/messages" and e.session_id == out["session_id"], 2)
     assert len(turns_recorded) >= 2
     assert len({e.account_id for e in turns_recorded}) == 1, "both turns of the conversation stay on one account"
+
+
+@pytest.mark.parametrize("provider", ["openai"])
+def test_claude_code_over_a_translated_upstream_runs_a_tool_then_answers(
+    claude: Path, provider: str, tmp_path: Path
+) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("the secret word is merlin\n")
+    account = {"id": provider, "provider": provider, "api_key": f"sk-{provider}", "model_map": {"*": "sim-model"}}
+    with running_sim() as sim, running_kestrel(tmp_path, accounts=[{**account, "base_url": sim.url}]) as kestrel:
+        sim.script(
+            [
+                {"content": [{"type": "tool_use", "name": "Read", "input": {"file_path": str(note)}}]},
+                {"content": [{"type": "text", "text": "The note says: merlin."}]},
+            ]
+        )
+        out = run_claude(claude, kestrel.url, "What does note.txt say?", tmp_path, "--allowedTools", "Read")
+        assert out["is_error"] is False, out
+        assert out["result"] == "The note says: merlin."
+        upstream = [r for r in sim.requests() if r["path"] != "/v1/messages"]
+        assert upstream, "the upstream was spoken to in its own API"
+        last = orjson.loads(upstream[-1]["body"])
+        assert "merlin" in json.dumps(last)
+        events = kestrel.matching(lambda e: e.session_id == out["session_id"] and e.status == 200, 2)
+        assert all(e.input_tokens > 0 and e.output_tokens > 0 for e in events)
