@@ -140,7 +140,7 @@ def test_claude_code_runs_a_tool_and_answers_after_its_result(
     assert len({e.account_id for e in turns_recorded}) == 1, "both turns of the conversation stay on one account"
 
 
-@pytest.mark.parametrize("provider", ["openai"])
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
 def test_claude_code_over_a_translated_upstream_runs_a_tool_then_answers(
     claude: Path, provider: str, tmp_path: Path
 ) -> None:

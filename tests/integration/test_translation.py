@@ -233,3 +233,63 @@ def test_fallback_from_rate_limited_anthropic_accounts_to_openai_compatible(sim:
             ("oai", 200),
         ]
         assert event.served_model == "gpt-5" or event.account_id == "oai"
+
+
+# -- an Anthropic client over Gemini ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def over_gemini(sim: SimHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KestrelHandle]:
+    with kestrel_over(sim, tmp_path_factory.mktemp("g"), "gemini", model_map={"claude-*": "gemini-2.5-pro"}) as h:
+        yield h
+
+
+def test_anthropic_sdk_over_gemini_text_stream_and_usage(over_gemini: KestrelHandle, sim: SimHandle) -> None:
+    sim.reset()
+    client = anthropic.Anthropic(base_url=over_gemini.url, api_key="k", max_retries=0)
+    message = client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=200, messages=[{"role": "user", "content": "Say hello"}]
+    )
+    assert message.content[0].type == "text" and message.content[0].text
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert sim.requests()[-1]["path"] == "/v1beta/models/gemini-2.5-pro:generateContent"
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 200,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    }
+    raw = httpx.post(over_gemini.url + "/v1/messages", json=body, headers={"x-api-key": "k"}, timeout=30)
+    events = validate_anthropic_sse(raw.content)
+    assert events[0][1]["message"]["usage"]["input_tokens"] > 0
+    assert next(d for n, d in events if n == "message_delta")["usage"]["output_tokens"] > 0
+
+
+def test_tool_round_trip_over_gemini_keeps_the_thought_signature(over_gemini: KestrelHandle, sim: SimHandle) -> None:
+    sim.reset()
+    sim.script(
+        [
+            {"content": [{"type": "tool_use", "name": "read_file", "input": {"path": "main.py"}}]},
+            {"content": [{"type": "text", "text": "It defines main()."}]},
+        ]
+    )
+    client = anthropic.Anthropic(base_url=over_gemini.url, api_key="k", max_retries=0)
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    messages: list[dict] = [{"role": "user", "content": "what is in main.py?"}]
+    with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=4000, tools=TOOLS, thinking=thinking, messages=messages
+    ) as s:
+        first = s.get_final_message()
+    call = next(b for b in first.content if b.type == "tool_use")
+    assert first.stop_reason == "tool_use" and call.input == {"path": "main.py"}
+    messages += [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "def main(): ..."}]},
+    ]
+    second = client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=4000, tools=TOOLS, thinking=thinking, messages=messages
+    )
+    assert second.content[-1].text == "It defines main()."
+    sent = json.loads(sim.requests()[-1]["body"])
+    call_part = next(p for c in sent["contents"] for p in c["parts"] if "functionCall" in p)
+    assert call_part.get("thoughtSignature"), "the signature Gemini issued went back with its call"

@@ -250,3 +250,23 @@ def test_decode_error_without_a_usable_envelope_goes_by_status(
     found_kind, found_message, _ = error(status, body)
     assert found_kind == kind
     assert message in found_message
+
+
+def test_thinking_signed_by_another_provider_is_not_sent_to_anthropic() -> None:
+    import orjson
+
+    from kestrel.edge.canonical import Message, Request, Text, Thinking
+    from kestrel.edge.providers.anthropic import AnthropicCodec
+
+    request = Request(
+        model="m",
+        max_tokens=100,
+        messages=(
+            Message("user", (Text("hi"),)),
+            Message("assistant", (Thinking("gemini thought", "gemini:abc"), Thinking("mine", "EqQB"), Text("hello"))),
+            Message("user", (Text("again"),)),
+        ),
+    )
+    sent = orjson.loads(AnthropicCodec().encode(request, "claude-x").body)
+    kinds = [(b["type"], b.get("signature")) for b in sent["messages"][1]["content"]]
+    assert kinds == [("thinking", "EqQB"), ("text", None)]

@@ -153,6 +153,10 @@ def fit_request(request: Request, model: str, default_max_tokens: int = DEFAULT_
     )
 
 
+_FOREIGN_SIGNATURES = ("gemini:",)
+"""Signature tags other codecs put on thinking they issued (a conversation that fell back here)."""
+
+
 def _sendable(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     """Drop blocks Anthropic refuses: empty text, and thinking without a signature it can verify."""
     out = []
@@ -160,7 +164,8 @@ def _sendable(messages: tuple[Message, ...]) -> tuple[Message, ...]:
         content = tuple(
             b
             for b in message.content
-            if not (isinstance(b, Text) and not b.text) and not (isinstance(b, Thinking) and not b.signature)
+            if not (isinstance(b, Text) and not b.text)
+            and not (isinstance(b, Thinking) and (not b.signature or b.signature.startswith(_FOREIGN_SIGNATURES)))
         )
         if content:
             out.append(dataclasses.replace(message, content=content))
