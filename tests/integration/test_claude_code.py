@@ -60,7 +60,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimHandle,
             yield sim, kestrel, proxy, front.url
 
 
-def run_claude(claude: Path, base_url: str, prompt: str, workdir: Path, *extra: str) -> dict:
+def run_claude(
+    claude: Path, base_url: str, prompt: str, workdir: Path, *extra: str, env_extra: dict[str, str] | None = None
+) -> dict:
     home = workdir / "home"
     home.mkdir(exist_ok=True)
     env = {
@@ -70,6 +72,7 @@ def run_claude(claude: Path, base_url: str, prompt: str, workdir: Path, *extra: 
         "ANTHROPIC_API_KEY": "kestrel-client-key",
         "DISABLE_TELEMETRY": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        **(env_extra or {}),
     }
     result = subprocess.run(
         [str(claude), "-p", prompt, "--output-format", "json", *extra],
@@ -163,3 +166,24 @@ def test_claude_code_over_a_translated_upstream_runs_a_tool_then_answers(
         assert "merlin" in json.dumps(last)
         events = kestrel.matching(lambda e: e.session_id == out["session_id"] and e.status == 200, 2)
         assert all(e.input_tokens > 0 and e.output_tokens > 0 for e in events)
+
+
+def test_claude_code_falls_back_from_rate_limited_anthropic_accounts_to_openai(claude: Path, tmp_path: Path) -> None:
+    model = "claude-sonnet-4-6"
+    with running_sim() as sim:
+        accounts = [
+            {"id": "claude-a", "base_url": sim.url, "api_key": "sk-ca", "models": ["claude-*"]},
+            {"id": "claude-b", "base_url": sim.url, "api_key": "sk-cb", "models": ["claude-*"]},
+            {"id": "oai", "provider": "openai", "base_url": sim.url, "api_key": "sk-oai", "models": ["gpt-5"]},
+        ]
+        routing = {"fallbacks": {model: ["gpt-5"]}}
+        with running_kestrel(tmp_path, accounts=accounts, routing=routing, scheduler={"max_wait_seconds": 1}) as k:
+            for key in ("sk-ca", "sk-cb"):
+                sim.fault("429", key=key, count=20, retry_after=60)
+            sim.script([{"content": [{"type": "text", "text": "Served by the fallback."}]}], key="sk-oai")
+            out = run_claude(claude, k.url, "hello", tmp_path, env_extra={"ANTHROPIC_MODEL": model})
+            assert out["is_error"] is False, out
+            assert out["result"] == "Served by the fallback."
+            served = k.matching(lambda e: e.session_id == out["session_id"] and e.status == 200)
+            assert served and served[-1].account_id == "oai" and served[-1].stream
+            assert {a.account_id for a in served[-1].attempts} >= {"oai"}

@@ -293,3 +293,19 @@ def test_tool_round_trip_over_gemini_keeps_the_thought_signature(over_gemini: Ke
     sent = json.loads(sim.requests()[-1]["body"])
     call_part = next(p for c in sent["contents"] for p in c["parts"] if "functionCall" in p)
     assert call_part.get("thoughtSignature"), "the signature Gemini issued went back with its call"
+
+
+def test_count_tokens_over_a_non_anthropic_upstream_is_answered_locally(
+    over_openai: KestrelHandle, sim: SimHandle
+) -> None:
+    sim.reset()
+    client = anthropic.Anthropic(base_url=over_openai.url, api_key="k", max_retries=0)
+    text = "def f(x):\n    return [i * i for i in range(x)]\n" * 40
+    counted = client.messages.count_tokens(model="claude-sonnet-4-6", messages=[{"role": "user", "content": text}])
+    assert sim.requests() == [], "no upstream has count_tokens here: nothing is sent"
+    direct = httpx.post(
+        sim.url + "/v1/messages/count_tokens",
+        headers={"x-api-key": "k"},
+        json={"model": "m", "messages": [{"role": "user", "content": text}]},
+    ).json()["input_tokens"]
+    assert abs(counted.input_tokens - direct) <= max(2, direct // 10)
