@@ -349,6 +349,8 @@ async def test_a_change_feed_wakes_waiters_and_is_followed_again_after_it_fails(
 class _SlowReplyStore(MemoryStore):
     """Grants at once, like a Redis script, but its reply takes a while to come back."""
 
+    remote = True
+
     async def try_acquire(self, claims: Any, model: str, lease_id: str, ttl_s: float, now: float) -> str | None:
         granted = await super().try_acquire(claims, model, lease_id, ttl_s, now)
         await asyncio.sleep(0.05)

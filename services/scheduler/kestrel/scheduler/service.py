@@ -82,6 +82,9 @@ class SchedulerService:
         self._changed = asyncio.Event()
         self._feed = store if isinstance(store, ChangeFeed) else None
         self._background: set[asyncio.Future[object]] = set()
+        # A remote store can grant after the caller was cancelled; the memory store never suspends
+        # mid-grant, so it needs no shield (and skips a task per acquire).
+        self._shield_grants = getattr(store, "remote", True)
         self._follower: asyncio.Task[None] | None = None
 
     def serving(self, model: str) -> tuple[AccountConfig, ...]:
@@ -177,13 +180,16 @@ class SchedulerService:
         claims = [Claim(account_id, by_id[account_id].max_concurrency) for account_id in pick.order]
         lease_id = os.urandom(16).hex()
         ttl = self._settings.lease_ttl_seconds
-        attempt = asyncio.ensure_future(self._store.try_acquire(claims, model, lease_id, ttl, now))
-        try:
-            granted = await asyncio.shield(attempt)
-        except asyncio.CancelledError:
-            # A remote store may grant after our caller left: give that slot back, do not leak it.
-            attempt.add_done_callback(lambda done: self._give_back(done, lease_id))
-            raise
+        if not self._shield_grants:
+            granted = await self._store.try_acquire(claims, model, lease_id, ttl, now)
+        else:
+            attempt = asyncio.ensure_future(self._store.try_acquire(claims, model, lease_id, ttl, now))
+            try:
+                granted = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # The store may grant after our caller left: give that slot back, do not leak it.
+                attempt.add_done_callback(lambda done: self._give_back(done, lease_id))
+                raise
         if granted is None:
             return None
         return Lease(

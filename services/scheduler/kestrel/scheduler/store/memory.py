@@ -38,6 +38,9 @@ class _Health:
 class MemoryStore:
     """Scheduler state in dictionaries; implements ``SchedulerStore``."""
 
+    remote = False
+    """Grants complete without suspending: a cancelled caller cannot leave a grant behind."""
+
     def __init__(self) -> None:
         self._leases: dict[str, _Lease] = {}
         # (expires_at, lease_id); a renewal pushes a new entry and the stale one is skipped.

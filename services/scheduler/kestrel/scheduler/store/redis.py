@@ -201,6 +201,9 @@ class RedisStore:
     ``SchedulerService`` wake when another replica frees a slot.
     """
 
+    remote = True
+    """A grant is a network round trip: the service shields it against cancellation."""
+
     def __init__(
         self,
         client: aioredis.Redis,
