@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from cluster.harness import Cluster, cluster
+from kestrel.edge.testing.stream_validators import validate_anthropic_sse
 from kestrel.sim.config import KeyLimits, SimConfig
 from kestrel.sim.testing import SimHandle, running_sim
 
@@ -83,6 +84,8 @@ def test_burst_over_both_edges_respects_max_concurrency_and_is_recorded_once(
     }
     responses = asyncio.run(spread(edges(kestrel), 24, long_stream))
     assert [r.status_code for r in responses] == [200] * 24
+    for response in responses:
+        validate_anthropic_sse(response.content)
     for key in KEYS:
         assert sim.key_state(key)["peak_in_flight"] <= 2, f"{key} exceeded max_concurrency across replicas"
     assert sum(sim.key_state(k)["peak_in_flight"] for k in KEYS) >= 4

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import anthropic
 import httpx
+import httpx2
 import pytest
 
 from integration.harness import KestrelHandle, account, running_kestrel
+from integration.rawtap import RawTap
+from kestrel.edge.testing.stream_validators import validate_anthropic_sse
 from kestrel.sim.testing import SimHandle, running_sim
 
 MODEL = "claude-sonnet-4-6"
@@ -28,9 +31,17 @@ def kestrel(sim: SimHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture
-def client(kestrel: KestrelHandle, sim: SimHandle) -> anthropic.Anthropic:
+def tap() -> RawTap:
+    """The raw bytes of what ``client`` reads, for the strict stream validator."""
+    return RawTap()
+
+
+@pytest.fixture
+def client(kestrel: KestrelHandle, sim: SimHandle, tap: RawTap) -> anthropic.Anthropic:
     sim.reset()
-    return anthropic.Anthropic(base_url=kestrel.url, api_key="client-key", max_retries=0)
+    return anthropic.Anthropic(
+        base_url=kestrel.url, api_key="client-key", max_retries=0, http_client=httpx2.Client(transport=tap)
+    )
 
 
 def test_non_streaming_text(client: anthropic.Anthropic, kestrel: KestrelHandle) -> None:
@@ -47,7 +58,9 @@ def test_non_streaming_text(client: anthropic.Anthropic, kestrel: KestrelHandle)
     assert event.output_tokens == message.usage.output_tokens
 
 
-def test_stream_accumulates_to_the_non_streaming_message(client: anthropic.Anthropic, kestrel: KestrelHandle) -> None:
+def test_stream_accumulates_to_the_non_streaming_message(
+    client: anthropic.Anthropic, kestrel: KestrelHandle, tap: RawTap
+) -> None:
     params = {
         "model": MODEL,
         "max_tokens": 2048,
@@ -60,6 +73,8 @@ def test_stream_accumulates_to_the_non_streaming_message(client: anthropic.Anthr
         streamed = stream.get_final_message()
         request_id = stream.response.headers["x-kestrel-request-id"]
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    (raw,) = tap.streams()
+    assert validate_anthropic_sse(bytes(raw.raw))[-1][0] == "message_stop"
     assert [b.model_dump() for b in streamed.content] == [b.model_dump() for b in whole.content]
     assert streamed.content[0].type == "thinking" and streamed.content[0].signature
     assert (streamed.stop_reason, streamed.usage.output_tokens) == (whole.stop_reason, whole.usage.output_tokens)
@@ -69,7 +84,7 @@ def test_stream_accumulates_to_the_non_streaming_message(client: anthropic.Anthr
     assert recorded.stop_reason == "end_turn" and recorded.ttfb_ms > 0
 
 
-def test_tool_use_round_trip(client: anthropic.Anthropic, sim: SimHandle) -> None:
+def test_tool_use_round_trip(client: anthropic.Anthropic, sim: SimHandle, tap: RawTap) -> None:
     sim.script(
         [
             {
@@ -92,6 +107,7 @@ def test_tool_use_round_trip(client: anthropic.Anthropic, sim: SimHandle) -> Non
     with client.messages.stream(model=MODEL, max_tokens=256, tools=tools, messages=messages) as stream:
         first = stream.get_final_message()
     assert first.stop_reason == "tool_use"
+    validate_anthropic_sse(bytes(tap.streams()[-1].raw))
     call = next(b for b in first.content if b.type == "tool_use")
     assert call.name == "read_file" and call.input == {"path": "src/main.py", "lines": [1, 20]}
     messages += [

@@ -21,6 +21,7 @@ from needs import need
 from integration.capture import CaptureProxy
 from integration.harness import KestrelHandle, account, running_kestrel
 from kestrel.common.serving import serve_in_thread
+from kestrel.edge.testing.stream_validators import validate_anthropic_sse
 from kestrel.sim.testing import SimHandle, running_sim
 
 VERSION = "2.1.197"
@@ -58,6 +59,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimHandle,
         proxy = CaptureProxy(kestrel.url)
         with serve_in_thread(proxy) as front:
             yield sim, kestrel, proxy, front.url
+
+
+def validate_streams(proxy: CaptureProxy) -> int:
+    """The strict validator over every stream Claude Code read through ``proxy``; how many there were."""
+    streams = [c for c in proxy.seen if c.path == "/v1/messages" and c.streamed]
+    for captured in streams:
+        validate_anthropic_sse(bytes(captured.answer))
+    return len(streams)
 
 
 def run_claude(
@@ -112,13 +121,15 @@ def test_claude_code_print_mode_completes_and_bodies_arrive_byte_identical(
     assert len(events) == len(sent)
     assert events[-1].stream and events[-1].status == 200
     assert events[-1].cache_creation_input_tokens + events[-1].cache_read_input_tokens > 0
+    assert validate_streams(proxy) > 0
 
 
 def test_claude_code_runs_a_tool_and_answers_after_its_result(
     claude: Path, stack: tuple[SimHandle, KestrelHandle, CaptureProxy, str], tmp_path: Path
 ) -> None:
-    sim, kestrel, _, url = stack
+    sim, kestrel, proxy, url = stack
     sim.reset()
+    proxy.seen.clear()
     note = tmp_path / "note.txt"
     note.write_text("the secret word is falcon\n")
     sim.script(
@@ -141,6 +152,7 @@ def test_claude_code_runs_a_tool_and_answers_after_its_result(
     turns_recorded = kestrel.matching(lambda e: e.path == "/v1/messages" and e.session_id == out["session_id"], 2)
     assert len(turns_recorded) >= 2
     assert len({e.account_id for e in turns_recorded}) == 1, "both turns of the conversation stay on one account"
+    assert validate_streams(proxy) >= 2
 
 
 @pytest.mark.parametrize("provider", ["openai", "gemini"])
@@ -150,16 +162,21 @@ def test_claude_code_over_a_translated_upstream_runs_a_tool_then_answers(
     note = tmp_path / "note.txt"
     note.write_text("the secret word is merlin\n")
     account = {"id": provider, "provider": provider, "api_key": f"sk-{provider}", "model_map": {"*": "sim-model"}}
-    with running_sim() as sim, running_kestrel(tmp_path, accounts=[{**account, "base_url": sim.url}]) as kestrel:
+    with (
+        running_sim() as sim,
+        running_kestrel(tmp_path, accounts=[{**account, "base_url": sim.url}]) as kestrel,
+        serve_in_thread(proxy := CaptureProxy(kestrel.url)) as front,
+    ):
         sim.script(
             [
                 {"content": [{"type": "tool_use", "name": "Read", "input": {"file_path": str(note)}}]},
                 {"content": [{"type": "text", "text": "The note says: merlin."}]},
             ]
         )
-        out = run_claude(claude, kestrel.url, "What does note.txt say?", tmp_path, "--allowedTools", "Read")
+        out = run_claude(claude, front.url, "What does note.txt say?", tmp_path, "--allowedTools", "Read")
         assert out["is_error"] is False, out
         assert out["result"] == "The note says: merlin."
+        assert validate_streams(proxy) >= 2
         upstream = [r for r in sim.requests() if r["path"] != "/v1/messages"]
         assert upstream, "the upstream was spoken to in its own API"
         last = orjson.loads(upstream[-1]["body"])
@@ -177,13 +194,17 @@ def test_claude_code_falls_back_from_rate_limited_anthropic_accounts_to_openai(c
             {"id": "oai", "provider": "openai", "base_url": sim.url, "api_key": "sk-oai", "models": ["gpt-5"]},
         ]
         routing = {"fallbacks": {model: ["gpt-5"]}}
-        with running_kestrel(tmp_path, accounts=accounts, routing=routing, scheduler={"max_wait_seconds": 1}) as k:
+        with (
+            running_kestrel(tmp_path, accounts=accounts, routing=routing, scheduler={"max_wait_seconds": 1}) as k,
+            serve_in_thread(proxy := CaptureProxy(k.url)) as front,
+        ):
             for key in ("sk-ca", "sk-cb"):
                 sim.fault("429", key=key, count=20, retry_after=60)
             sim.script([{"content": [{"type": "text", "text": "Served by the fallback."}]}], key="sk-oai")
-            out = run_claude(claude, k.url, "hello", tmp_path, env_extra={"ANTHROPIC_MODEL": model})
+            out = run_claude(claude, front.url, "hello", tmp_path, env_extra={"ANTHROPIC_MODEL": model})
             assert out["is_error"] is False, out
             assert out["result"] == "Served by the fallback."
+            assert validate_streams(proxy) >= 1
             served = k.matching(lambda e: e.session_id == out["session_id"] and e.status == 200)
             assert served and served[-1].account_id == "oai" and served[-1].stream
             assert {a.account_id for a in served[-1].attempts} >= {"oai"}

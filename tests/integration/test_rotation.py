@@ -12,6 +12,7 @@ import orjson
 
 from integration.harness import account, running_kestrel
 from kestrel.edge.sse import iter_events
+from kestrel.edge.testing.stream_validators import validate_anthropic_sse
 from kestrel.sim.config import KeyLimits, SimConfig
 from kestrel.sim.testing import running_sim
 
@@ -102,6 +103,7 @@ def test_overloaded_and_failing_accounts_are_skipped_before_the_first_byte(tmp_p
         sim.fault("500", key="sk-b")
         response = httpx.post(kestrel.url + "/v1/messages", json={**BODY, "stream": True}, timeout=30)
         assert response.status_code == 200
+        validate_anthropic_sse(response.content)
         names = [name for name, _ in iter_events(response.content)]
         assert names[0] == "message_start" and names[-1] == "message_stop"
         event = kestrel.event(response.headers["x-kestrel-request-id"])
@@ -117,6 +119,7 @@ def test_reset_mid_stream_ends_with_a_well_formed_error_event(tmp_path: Path) ->
             raw = b"".join(response.iter_raw())
         assert time.monotonic() - started < 5
         assert raw.endswith(b"\n\n")
+        assert validate_anthropic_sse(raw)[-1][0] == "error", "a valid stream, ended by its error event"
         events = list(iter_events(raw))
         assert events[0][0] == "message_start"
         assert events[-1][0] == "error"

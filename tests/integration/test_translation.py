@@ -8,10 +8,12 @@ from pathlib import Path
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
 
 from integration.harness import KestrelHandle, running_kestrel
+from integration.rawtap import RawTap
 from kestrel.edge.testing.openai_stream import validate_openai_sse
 from kestrel.edge.testing.stream_validators import validate_anthropic_sse
 from kestrel.sim.testing import SimHandle, running_sim
@@ -114,10 +116,14 @@ def test_anthropic_sdk_tool_round_trip_over_openai(over_openai: KestrelHandle, s
             {"content": [{"type": "text", "text": "It defines main()."}]},
         ]
     )
-    client = anthropic.Anthropic(base_url=over_openai.url, api_key="k", max_retries=0)
+    tap = RawTap()
+    client = anthropic.Anthropic(
+        base_url=over_openai.url, api_key="k", max_retries=0, http_client=httpx2.Client(transport=tap)
+    )
     messages: list[dict] = [{"role": "user", "content": "what is in main.py?"}]
     with client.messages.stream(model="claude-sonnet-4-6", max_tokens=300, tools=TOOLS, messages=messages) as s:
         first = s.get_final_message()
+    validate_anthropic_sse(bytes(tap.streams()[-1].raw))
     call = next(b for b in first.content if b.type == "tool_use")
     assert first.stop_reason == "tool_use" and call.input == {"path": "main.py"}
     messages += [
@@ -167,11 +173,16 @@ def test_openai_sdk_tool_round_trip_over_anthropic(over_anthropic: KestrelHandle
             {"content": [{"type": "text", "text": "It defines main()."}]},
         ]
     )
-    client = openai.OpenAI(base_url=over_anthropic.url + "/v1", api_key="k", max_retries=0)
+    tap = RawTap()
+    client = openai.OpenAI(
+        base_url=over_anthropic.url + "/v1", api_key="k", max_retries=0, http_client=httpx2.Client(transport=tap)
+    )
     tools = [{"type": "function", "function": {"name": "read_file", "parameters": TOOLS[0]["input_schema"]}}]
     messages: list[dict] = [{"role": "user", "content": "what is in main.py?"}]
     with client.chat.completions.stream(model="gpt-5", messages=messages, tools=tools) as stream:
         first = stream.get_final_completion()
+    streamed = tap.streams()[-1]
+    validate_openai_sse(bytes(streamed.raw), include_usage=streamed.include_usage())
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
     assert json.loads(call.function.arguments) == {"path": "main.py"}
@@ -273,13 +284,17 @@ def test_tool_round_trip_over_gemini_keeps_the_thought_signature(over_gemini: Ke
             {"content": [{"type": "text", "text": "It defines main()."}]},
         ]
     )
-    client = anthropic.Anthropic(base_url=over_gemini.url, api_key="k", max_retries=0)
+    tap = RawTap()
+    client = anthropic.Anthropic(
+        base_url=over_gemini.url, api_key="k", max_retries=0, http_client=httpx2.Client(transport=tap)
+    )
     thinking = {"type": "enabled", "budget_tokens": 1024}
     messages: list[dict] = [{"role": "user", "content": "what is in main.py?"}]
     with client.messages.stream(
         model="claude-sonnet-4-6", max_tokens=4000, tools=TOOLS, thinking=thinking, messages=messages
     ) as s:
         first = s.get_final_message()
+    validate_anthropic_sse(bytes(tap.streams()[-1].raw))
     call = next(b for b in first.content if b.type == "tool_use")
     assert first.stop_reason == "tool_use" and call.input == {"path": "main.py"}
     messages += [
