@@ -297,3 +297,20 @@ def test_every_byte_in_its_own_chunk_gives_the_same_client_stream_in_every_direc
             assert run(direction, request, [raw[i : i + 1] for i in range(len(raw))]) == whole, direction.name
             validate(direction, request, whole.raw)
             assert "🦅".encode() in whole.fed, direction.name
+
+
+def test_passthrough_ends_a_stream_cut_mid_event_with_an_error_not_half_a_frame() -> None:
+    from kestrel.edge.dialects.clients import ANTHROPIC
+    from kestrel.edge.pipes import PassthroughPipe
+
+    pipe = PassthroughPipe("anthropic", ANTHROPIC.error_frame)
+    start = b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3}}}\n\n'
+    assert pipe.feed(start + b'event: content_block_delta\ndata: {"type":"content_bl') == start
+    tail = pipe.finish()
+    assert tail.startswith(b"event: error\n") and tail.endswith(b"\n\n")
+    assert b"content_bl" not in tail
+
+    done = PassthroughPipe("openai", ANTHROPIC.error_frame)
+    done.feed(b'data: {"id":"c","choices":[]}\n\n')
+    assert done.feed(b"data: [DONE]") == b""
+    assert done.finish() == b"data: [DONE]\n\n"

@@ -75,10 +75,16 @@ class PassthroughPipe:
         return frames
 
     def finish(self) -> bytes:
+        """End the relay; an upstream that stopped mid-event gets an error instead of half a frame."""
         tail = self._cutter.pending
-        if tail:
-            self._tap.feed_frames(tail + b"\n\n")
-        return tail
+        if not tail:
+            return b""
+        if tail.endswith(b"\n") or tail.rstrip() == b"data: [DONE]":
+            # Whole lines, only the blank line that ends the event missing (``data: [DONE]`` included).
+            whole = tail.rstrip(b"\r\n") + b"\n\n"
+            self._tap.feed_frames(whole)
+            return whole
+        return self.interrupted("upstream stream ended in the middle of an event")
 
     def interrupted(self, message: str) -> bytes:
         self._tap.error_type, self._tap.error_message = "api_error", message
