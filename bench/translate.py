@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from kestrel.edge.assemble import assemble
 from kestrel.edge.canonical import (
     BlockStart,
     BlockStop,
@@ -35,7 +36,9 @@ from kestrel.edge.dialects.openai import OpenAIStreamRenderer
 from kestrel.edge.formats import anthropic as anthropic_format
 from kestrel.edge.pipes import PassthroughPipe, TranslatedPipe
 from kestrel.edge.providers.anthropic import AnthropicCodec
+from kestrel.edge.providers.gemini import GeminiCodec
 from kestrel.edge.providers.openai import OpenAICodec
+from kestrel.edge.testing.gemini_wire import stream_sse
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = (ROOT / "tests/edge/formats/recordings/claude_code_request.json").read_bytes()
@@ -71,6 +74,7 @@ def main() -> int:
     anthropic_stream = frames_of(AnthropicStreamRenderer(model="m").render_all(events))
     openai_stream = frames_of(OpenAIStreamRenderer("m", True).render_all(events))
     request = anthropic_format.parse_request(BODY)
+    gemini_stream = frames_of(stream_sse(assemble(events), fragment=12))
     openai_body = OpenAICodec().encode(request, "gpt-5").body
 
     def relay(make: Callable[[], object], chunks: list[bytes]) -> Callable[[], None]:
@@ -102,10 +106,18 @@ def main() -> int:
             len(anthropic_stream),
         ),
     }
+    streams["anthropic client <- gemini upstream"] = (
+        relay(
+            lambda: TranslatedPipe(GeminiCodec().stream_decoder(request), ANTHROPIC.stream_renderer(request, "m")),
+            gemini_stream,
+        ),
+        len(gemini_stream),
+    )
     requests = {
         "passthrough (parse routing fields)": lambda: parse_messages(BODY, {}),
         "anthropic client -> openai upstream": lambda: OpenAICodec().encode(anthropic_format.parse_request(BODY), "g"),
         "openai client -> anthropic upstream": lambda: AnthropicCodec().encode(OPENAI.parse(openai_body), "c"),
+        "anthropic client -> gemini upstream": lambda: GeminiCodec().encode(anthropic_format.parse_request(BODY), "g"),
     }
     print(f"translate: Claude Code-like request of {len(BODY)} bytes; a stream of {len(events)} events")
     print(f"{'request direction':<40}{'us/request':>12}{'vs passthrough':>16}")
