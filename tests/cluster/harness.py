@@ -34,6 +34,7 @@ class Proc:
     log: Path
     port: int = 0
     popen: subprocess.Popen[bytes] | None = None
+    metrics_port: int = 0
 
     @property
     def url(self) -> str:
@@ -55,6 +56,9 @@ class Cluster:
         proc = Proc(role, name, [KESTREL, role, "--config", str(self.config_path)], self.folder / f"{name}.log", port)
         if port:
             proc.args += ["--port", str(port)] if role == "edge" else ["--listen", f"127.0.0.1:{port}"]
+        if role == "scheduler":
+            proc.metrics_port = free_port()
+            proc.args += ["--metrics-listen", f"127.0.0.1:{proc.metrics_port}"]
         self.procs[name] = proc
         return proc
 

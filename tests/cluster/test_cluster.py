@@ -134,12 +134,16 @@ def test_session_sticks_whichever_edge_and_scheduler_serve_it(
 def test_edges_and_loggers_expose_prometheus_metrics(kestrel: Cluster) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
+    expected_by_role = {
+        "edge": "kestrel_requests",
+        "logger": "kestrel_logger_events_written",
+        "scheduler": "kestrel_scheduler_leases",
+    }
     for proc in kestrel.procs.values():
-        if proc.role == "scheduler":
-            continue
-        text = httpx.get(proc.url + "/metrics").text
+        port = proc.metrics_port if proc.role == "scheduler" else proc.port
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         names = {family.name for family in text_string_to_metric_families(text)}
-        expected = "kestrel_requests" if proc.role == "edge" else "kestrel_logger_events_written"
+        expected = expected_by_role[proc.role]
         assert expected in names, f"{proc.name}: {sorted(names)}"
 
 

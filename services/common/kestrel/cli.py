@@ -124,6 +124,9 @@ def _scheduler(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kestrel scheduler", description="Run the scheduler (cluster mode).")
     _config_arg(parser)
     parser.add_argument("--listen", help="host:port for gRPC (default cluster.scheduler_listen)")
+    parser.add_argument(
+        "--metrics-listen", default="", help="host:port for /metrics (default cluster.scheduler_metrics_listen)"
+    )
     args = parser.parse_args(argv)
     config = _load(args.config)
     _logging()
@@ -131,7 +134,7 @@ def _scheduler(argv: list[str]) -> int:
 
     from kestrel.scheduler.main import run
 
-    asyncio.run(run(config, args.listen or config.cluster.scheduler_listen))
+    asyncio.run(run(config, args.listen or config.cluster.scheduler_listen, metrics_listen=args.metrics_listen))
     return 0
 
 

@@ -186,6 +186,8 @@ class ClusterConfig(_Model):
     """``host:port`` of every scheduler replica; the edge fails over between them."""
     scheduler_listen: str = "127.0.0.1:50051"
     """Where ``kestrel scheduler`` serves gRPC."""
+    scheduler_metrics_listen: str = ""
+    """``host:port`` where ``kestrel scheduler`` serves Prometheus ``/metrics``; empty: not served."""
     key_prefix: str = "kestrel:"
     """Prefix of every Redis key Kestrel writes, so several installations can share a Redis."""
     stream_maxlen: int = Field(1_000_000, ge=1000)
