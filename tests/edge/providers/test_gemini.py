@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kestrel.edge.assemble import assemble as collect
 from kestrel.edge.canonical import (
     BlockStart,
     BlockStop,
@@ -42,7 +43,7 @@ from kestrel.edge.canonical import (
 )
 from kestrel.edge.providers.gemini import DUMMY_SIGNATURE, GeminiCodec, estimate_tokens, upstream_name
 from kestrel.edge.providers.gemini_schema import ALLOWED_KEYS, TYPES, function_parameters, sanitize_schema
-from kestrel.edge.providers.gemini_stream import collect, usage_from
+from kestrel.edge.providers.gemini_stream import usage_from
 
 # -- a Claude Code-like request ---------------------------------------------------------------
 

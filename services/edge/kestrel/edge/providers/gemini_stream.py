@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
+from kestrel.edge.assemble import StreamFailed, assemble
 from kestrel.edge.canonical import (
-    Block,
     BlockStart,
     BlockStop,
     Event,
@@ -296,40 +296,8 @@ def decode_body(body: bytes, *, names: Mapping[str, str], model: str = "") -> Re
     for item in obj if isinstance(obj, list) else [obj]:
         if isinstance(item, dict):
             decoder.chunk(item, out)
-    return collect(decoder.end(out, default_finish="STOP"))
+    try:
+        return assemble(decoder.end(out, default_finish="STOP"))
+    except StreamFailed as exc:
+        raise ValueError(f"{exc.kind}: {exc.message}") from None
 
-
-def collect(events: list[Event]) -> Response:
-    """Fold a complete event list into the ``Response`` it describes."""
-    message_id, model, usage, stop = "", "", Usage(), StopReason.END_TURN
-    starts: dict[int, Block] = {}
-    pieces: dict[int, list[str]] = {}
-    signatures: dict[int, str] = {}
-    for event in events:
-        if isinstance(event, StreamError):
-            raise ValueError(f"{event.kind}: {event.message}")
-        if isinstance(event, MessageStart):
-            message_id, model, usage = event.id, event.model, event.usage
-        elif isinstance(event, BlockStart):
-            starts[event.index] = event.block
-            pieces[event.index] = []
-        elif isinstance(event, TextDelta):
-            pieces[event.index].append(event.text)
-        elif isinstance(event, ThinkingDelta):
-            pieces[event.index].append(event.thinking)
-        elif isinstance(event, ToolInputDelta):
-            pieces[event.index].append(event.partial_json)
-        elif isinstance(event, SignatureDelta):
-            signatures[event.index] = event.signature
-        elif isinstance(event, MessageDelta):
-            stop, usage = event.stop_reason, event.usage
-    blocks: list[Block] = []
-    for index in sorted(starts):
-        start, joined = starts[index], "".join(pieces[index])
-        if isinstance(start, ToolUse):
-            blocks.append(ToolUse(start.id, start.name, orjson.loads(joined or "{}"), start.signature))
-        elif isinstance(start, Thinking):
-            blocks.append(Thinking(joined, signatures.get(index, "")))
-        else:
-            blocks.append(Text(joined))
-    return Response(message_id, model, tuple(blocks), stop, None, usage)
