@@ -13,6 +13,7 @@ from typing import Protocol
 import httpx
 
 from kestrel.common.config import AccountConfig, EdgeConfig
+from kestrel.edge.providers.registry import base_url_for, check
 
 
 class UpstreamError(Exception):
@@ -45,8 +46,6 @@ class Upstream:
 
 def prepare_upstreams(accounts: Sequence[AccountConfig]) -> dict[str, Upstream]:
     """Each account's base URL and credential header, built once."""
-    from kestrel.edge.providers.registry import base_url_for, check
-
     prepared = {}
     for account in accounts:
         check(account)

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import orjson
 
-from kestrel.edge.canonical import Event, Request, Response, Usage
+from kestrel.edge.canonical import Event, Request, Response, StreamError, Usage
 from kestrel.edge.dialects import anthropic_render
 from kestrel.edge.dialects import openai as openai_dialect
 from kestrel.edge.dialects.anthropic import error_event
@@ -77,8 +77,6 @@ class _OpenAIRenderer:
     def finish(self) -> bytes:
         if self._inner.closed:
             return b""
-        from kestrel.edge.canonical import StreamError
-
         return self._inner.render(StreamError("api_error", "upstream stream ended before the answer was complete"))
 
 
