@@ -212,6 +212,9 @@ def test_openai_client_gets_errors_in_its_own_envelope(over_anthropic: KestrelHa
     assert response.json()["error"]["type"] == "invalid_request_error"
     models = httpx.get(over_anthropic.url + "/v1/models", headers={"authorization": "Bearer k"}).json()
     assert models["object"] == "list"
+    ids = [m["id"] for m in models["data"]]
+    assert "claude-sonnet-4-6" in ids, "an account serving any model lists what its upstream serves"
+    assert all(m["object"] == "model" for m in models["data"])
 
 
 # -- fallback across providers ---------------------------------------------------------------

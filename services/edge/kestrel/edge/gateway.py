@@ -167,11 +167,13 @@ class Gateway:
         open_ended = [
             a for a in accounts if a.provider == "anthropic" and (not a.models or any(map(_is_pattern, a.models)))
         ]
-        if open_ended and dialect is ANTHROPIC:
+        if open_ended:
             # Some account serves models we cannot name: its upstream knows which.
-            forwarded = await self._forward_models(exchange, min(open_ended, key=lambda a: a.priority).id)
-            if forwarded is not None:
-                return forwarded
+            fetched = await self._fetch_models(exchange, min(open_ended, key=lambda a: a.priority).id)
+            if fetched is not None and dialect is ANTHROPIC:
+                return self._respond(exchange, 200, fetched[1], fetched[0])
+            if fetched is not None:
+                names = sorted(set(names) | _model_ids(fetched[0]))
         one = request.path_params.get("model_id")
         if dialect is OPENAI:
             if one is not None and one not in names:
@@ -267,10 +269,14 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _forward_models(self, exchange: Exchange, account_id: str) -> RawResponse | None:
-        """The upstream's own model list, relayed; None when it cannot be had."""
+    async def _fetch_models(
+        self, exchange: Exchange, account_id: str
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+        """An Anthropic upstream's own model list (body, headers for the client); None when unavailable."""
         upstream = self._upstreams[account_id]
         headers = upstream_request_headers(exchange.raw_headers, upstream.credential)
+        if "anthropic-version" not in exchange.headers:  # an OpenAI client asking
+            headers.append((b"anthropic-version", b"2023-06-01"))
         started = time.perf_counter()
         try:
             response = await self._client.open(upstream, "GET", exchange.target, headers, b"")
@@ -282,8 +288,15 @@ class Gateway:
         )
         if response.status_code != 200:
             return None
-        headers_out = client_response_headers(response.raw_headers, self._edge.max_retry_after_seconds)
-        return self._respond(exchange, 200, headers_out, body)
+        return body, client_response_headers(response.raw_headers, self._edge.max_retry_after_seconds)
+
+
+def _model_ids(body: bytes) -> set[str]:
+    try:
+        data = orjson.loads(body).get("data") or []
+    except (orjson.JSONDecodeError, AttributeError):
+        return set()
+    return {m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)}
 
 
 def _require(request: Request, method: str) -> None:
