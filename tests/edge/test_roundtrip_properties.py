@@ -2,11 +2,11 @@
 
 Two directions, because the edge translates both ways:
 
-* **Requests** (Anthropic client → OpenAI upstream): a random valid conversation is written as
-  Anthropic JSON, parsed, encoded by ``OpenAICodec`` and read back by the OpenAI dialect's own parser
-  (as if an OpenAI client had sent that body), then written for Anthropic again. Gemini has no
-  request parser (nobody sends Gemini requests to the edge), so its request side is covered by the
-  golden tests in ``providers/test_gemini.py`` and its answers are round-tripped here instead.
+* **Requests** (Anthropic client → OpenAI or Gemini upstream): a random valid conversation is
+  written as Anthropic JSON, parsed, encoded by the upstream's codec and read back, then written for
+  Anthropic again. The OpenAI body is read by the OpenAI dialect's own parser (as if an OpenAI client
+  had sent it); nobody sends Gemini requests to the edge, so the Gemini body is read by the
+  test-only ``testing/gemini_request.py``, which mirrors the encoder's rules.
 * **Answers** (OpenAI or Gemini upstream → Anthropic client): a random answer is written in the
   upstream's wire format (the OpenAI dialect's renderer, ``testing/gemini_wire.py`` for Gemini),
   decoded by that provider's codec, compared with what the upstream could say, then rendered for an
@@ -21,6 +21,7 @@ something that both sides have a place for.
 from __future__ import annotations
 
 import dataclasses
+import mimetypes
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from hypothesis import strategies as st
 from kestrel.edge.assemble import assemble, events_of
 from kestrel.edge.canonical import (
     Block,
+    Document,
     Event,
     Image,
     Message,
@@ -39,6 +41,7 @@ from kestrel.edge.canonical import (
     StopReason,
     Text,
     Thinking,
+    ThinkingConfig,
     Tool,
     ToolChoice,
     ToolChoiceKind,
@@ -50,12 +53,20 @@ from kestrel.edge.dialects import openai as openai_dialect
 from kestrel.edge.dialects.anthropic_render import AnthropicStreamRenderer, render_response
 from kestrel.edge.formats import anthropic as anthropic_json
 from kestrel.edge.providers.anthropic import AnthropicCodec
-from kestrel.edge.providers.gemini import GeminiCodec
+from kestrel.edge.providers.gemini import (
+    BILLING_PREFIX,
+    DUMMY_SIGNATURE,
+    MAX_STOP_SEQUENCES,
+    MAX_THINKING_BUDGET,
+    GeminiCodec,
+    upstream_name,
+)
+from kestrel.edge.providers.gemini_schema import function_parameters
 from kestrel.edge.providers.gemini_stream import SIGNATURE_TAG
 from kestrel.edge.providers.openai import OpenAICodec, wire_tool_name
 from kestrel.edge.providers.presets import OPENAI
-from kestrel.edge.testing import gemini_wire
-from kestrel.edge.testing.canonical_strategies import conversations, upstream_responses
+from kestrel.edge.testing import gemini_request, gemini_wire
+from kestrel.edge.testing.canonical_strategies import conversations, prose, upstream_responses
 from kestrel.edge.testing.openai_stream import collect, validate_openai_sse
 from kestrel.edge.testing.stream_validators import validate_anthropic_sse
 
@@ -174,6 +185,256 @@ def test_an_anthropic_conversation_survives_openai_and_back(request: Request) ->
 
     back = anthropic_json.parse_request(AnthropicCodec().encode(via_openai, "claude-x").body)
     assert _conversation_view(back) == _conversation_view(request)
+
+
+# -- requests: Anthropic → Gemini → Anthropic -----------------------------------------------------
+
+GEMINI_MODEL = "gemini-x"
+BILLING = Text("x-anthropic-billing-header: cc_version=2.1.3.abc; cc_entrypoint=cli; cch=00000;")
+
+
+def _gemini_media(block: Image | Document) -> Block:
+    """An image or document as Gemini gets it and the reader gives it back: a ``text/plain``
+    document with data becomes its text (title first); anything else keeps its data or URL under its
+    type (given, else guessed from the URL, else ``image/jpeg`` or ``application/pdf``) and comes
+    back as an ``Image`` when that type is ``image/*``, else as a ``Document``. Dropped: cache
+    markers, a PDF's title and context."""
+    if isinstance(block, Document) and block.data and (block.media_type or "text/plain") == "text/plain":
+        return Text(f"{block.title}\n\n{block.data}" if block.title else block.data)
+    fallback = "image/jpeg" if isinstance(block, Image) else "application/pdf"
+    if block.data:
+        mime, data, url = block.media_type or fallback, block.data, ""
+    else:
+        mime, data, url = block.media_type or mimetypes.guess_type(block.url)[0] or fallback, "", block.url
+    return Image(mime, data, url) if mime.startswith("image/") else Document(mime, data, url)
+
+
+def _gemini_model_turn(blocks: tuple[Block, ...], calls: set[str]) -> list[Block]:
+    """An assistant turn as a Gemini ``model`` content carries it, read back.
+
+    Kept in order: text, images and documents (``_gemini_media``), tool calls (id, input, the name
+    as ``upstream_name`` writes it). Dropped: thinking text, redacted thinking, empty text, and
+    every signature not tagged ``gemini:`` (another provider's is a 400 at Gemini). Placement of the
+    ``gemini:`` signatures: a call's own goes on its part; a thinking block's goes on the next part
+    (text, media or call), unless that call has its own (the same token); one followed by another
+    signed thinking block, or by nothing, goes on an empty text part of its own. The first call of
+    the turn that still has none gets ``DUMMY_SIGNATURE``. Read back, each signed part is a
+    ``Thinking("", "gemini:…")`` block right before the part's block (alone for an empty text
+    part), and a call's signature is also its ``ToolUse.signature``, untagged, as the Gemini
+    decoder gives it.
+    """
+    parts: list[tuple[Block | None, str]] = []
+    pending = ""
+    first_call = True
+    for block in blocks:
+        if isinstance(block, Thinking):
+            if block.signature.startswith(SIGNATURE_TAG):
+                if pending:
+                    parts.append((None, pending))
+                pending = block.signature.removeprefix(SIGNATURE_TAG)
+            continue
+        if isinstance(block, ToolUse):
+            calls.add(block.id)
+            signature = block.signature.removeprefix(SIGNATURE_TAG) or pending
+            signature = signature or (DUMMY_SIGNATURE if first_call else "")
+            first_call = False
+            parts.append((ToolUse(block.id, upstream_name(block.name), block.input, signature), signature))
+        elif isinstance(block, Text) and (block.text or pending):
+            parts.append((Text(block.text) if block.text else None, pending))
+        elif isinstance(block, Image | Document):
+            parts.append((_gemini_media(block), pending))
+        else:
+            continue
+        pending = ""
+    if pending:
+        parts.append((None, pending))
+    out: list[Block] = []
+    for part, signature in parts:
+        out += [Thinking("", SIGNATURE_TAG + signature)] if signature else []
+        out += [part] if part is not None else []
+    return out
+
+
+def _gemini_user_turn(blocks: tuple[Block, ...], calls: set[str]) -> tuple[list[Block], list[Block]]:
+    """A user turn as Gemini ``functionResponse`` and other parts carry it: (results, the rest).
+
+    A tool result whose call an earlier turn made is reduced to its text (parts joined by a newline;
+    ``is_error`` kept, as ``error`` instead of ``result``; the cache marker dropped) and the images
+    in it follow among the rest, as their own blocks. A result whose call is not in the history is
+    a text ``[result of tool call ID]\n…`` (``error of`` for an error). Text (empty dropped),
+    images and documents keep their order; thinking and tool calls cannot come from a user: dropped.
+    """
+    results: list[Block] = []
+    rest: list[Block] = []
+    for block in blocks:
+        if isinstance(block, ToolResult):
+            text = "\n".join(p.text for p in block.content if isinstance(p, Text))
+            if block.tool_use_id in calls:
+                results.append(ToolResult(block.tool_use_id, (Text(text),) if text else (), block.is_error))
+            else:
+                label = "error of" if block.is_error else "result of"
+                rest.append(Text(f"[{label} tool call {block.tool_use_id}]\n{text}"))
+            rest += [_gemini_media(p) for p in block.content if isinstance(p, Image | Document)]
+        elif isinstance(block, Text) and block.text:
+            rest.append(Text(block.text))
+        elif isinstance(block, Image | Document):
+            rest.append(_gemini_media(block))
+    return results, rest
+
+
+def _gemini_turns(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """The conversation as Gemini ``contents``, read back one message per content.
+
+    Assistant turns are ``model`` contents (``_gemini_model_turn``); user turns
+    (``_gemini_user_turn``) and system messages are ``user`` contents, a system message as one text
+    ``<system>\n…\n</system>`` per text block (other blocks dropped). A turn with nothing to send
+    vanishes; consecutive turns of one role merge into one message, and inside a user message the
+    tool results come first.
+    """
+    turns: list[tuple[str, list[Block], list[Block]]] = []
+    calls: set[str] = set()
+    for message in messages:
+        results: list[Block] = []
+        if message.role == "assistant":
+            role, rest = "assistant", _gemini_model_turn(message.content, calls)
+        elif message.role == "system":
+            role = "user"
+            rest = [Text(f"<system>\n{b.text}\n</system>") for b in message.content if isinstance(b, Text)]
+        else:
+            role = "user"
+            results, rest = _gemini_user_turn(message.content, calls)
+        if not results and not rest:
+            continue
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(results)
+            turns[-1][2].extend(rest)
+        else:
+            turns.append((role, results, rest))
+    return tuple(Message(role, (*results, *rest)) for role, results, rest in turns)
+
+
+def gemini_view(request: Request) -> dict[str, Any]:
+    """What an Anthropic request keeps through a Gemini ``GenerateContentRequest`` (the rules in the
+    docstring of ``providers/gemini.py``), in the form ``testing/gemini_request.py`` reads it back.
+
+    Kept: the turns (``_gemini_turns``); the system text (blocks joined by a blank line, blank ones
+    and Claude Code's ``x-anthropic-billing-header:`` block dropped); tool definitions (the name as
+    ``upstream_name`` writes it, consistently with the calls and the tool choice; the description;
+    the schema as ``gemini_schema.function_parameters`` sanitizes it, None for a tool declared
+    without parameters); the tool choice when there are tools (kind and name; a forced tool without
+    a name is ``any``); the first five stop sequences; ``max_tokens``, temperature, ``top_p``,
+    ``top_k``; the stream flag (it travels in the URL); thinking on or off, with its budget capped at
+    24576 and an adaptive one (0) sent as dynamic (-1), which reads back as adaptive. Dropped: cache
+    markers, ``disable_parallel``, the user id, ``include_usage``, ``extra``, the thinking effort.
+    """
+    system = "\n\n".join(
+        t.text for t in request.system if t.text.strip() and not t.text.lstrip().startswith(BILLING_PREFIX)
+    )
+    choice = request.tool_choice
+    if choice is not None:
+        kind = ToolChoiceKind.ANY if choice.kind is ToolChoiceKind.TOOL and not choice.name else choice.kind
+        choice = ToolChoice(kind, upstream_name(choice.name) if kind is ToolChoiceKind.TOOL else "")
+    budget = request.thinking.budget_tokens
+    return {
+        "messages": _gemini_turns(request.messages),
+        "system": (Text(system),) if system else (),
+        "tools": tuple(
+            (upstream_name(t.name), t.description, function_parameters(t.input_schema)) for t in request.tools
+        ),
+        "tool_choice": choice if request.tools else None,
+        "stop_sequences": request.stop_sequences[:MAX_STOP_SEQUENCES],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "top_k": request.top_k,
+        "stream": request.stream,
+        "thinking": (
+            ThinkingConfig(True, min(budget, MAX_THINKING_BUDGET) if budget > 0 else 0)
+            if request.thinking.enabled
+            else ThinkingConfig()
+        ),
+    }
+
+
+def _unsigned(blocks: tuple[Block, ...]) -> tuple[Block, ...]:
+    """``blocks`` without thinking and without call signatures."""
+    return tuple(
+        dataclasses.replace(b, signature="") if isinstance(b, ToolUse) else b
+        for b in blocks
+        if not isinstance(b, Thinking | RedactedThinking)
+    )
+
+
+def _gemini_conversation_view(request: Request) -> dict[str, Any]:
+    """The part of ``gemini_view`` an Anthropic upstream is sent unchanged: the conversation without
+    thinking and signatures (``fit_request`` drops ``gemini:`` thinking, which Anthropic would
+    refuse, and ``tool_use`` has no signature field, so the ``DUMMY_SIGNATURE`` placeholders go
+    too), the system text, tools, tool choice, stop sequences and ``max_tokens`` (``fit_request``
+    may drop sampling settings and thinking, which the Anthropic provider's own tests cover)."""
+    messages = tuple(Message(m.role, _unsigned(m.content)) for m in request.messages)
+    view = gemini_view(dataclasses.replace(request, messages=messages))
+    return {
+        "messages": tuple(Message(m.role, _unsigned(m.content)) for m in view["messages"]),
+        **{k: view[k] for k in ("system", "tools", "tool_choice", "stop_sequences", "max_tokens")},
+    }
+
+
+@st.composite
+def _claude_code_conversations(draw: st.DrawFn) -> Request:
+    """``conversations()`` plus two things only the Gemini leg reshapes: sometimes Claude Code's
+    billing block first in the system prompt, and sometimes system messages between the turns."""
+    request = draw(conversations())
+    messages = list(request.messages)
+    for _ in range(draw(st.integers(0, 2))):
+        messages.insert(draw(st.integers(0, len(messages))), Message("system", (Text(draw(prose())),)))
+    system = ((BILLING,) if draw(st.booleans()) else ()) + request.system
+    return dataclasses.replace(request, messages=tuple(messages), system=system)
+
+
+def _responses_name_their_calls(body: bytes) -> None:
+    """Every ``functionResponse`` names the function of the call with its id (``gemini_view`` cannot
+    see it: a canonical tool result has no name)."""
+    names: dict[str, str] = {}
+    for content in orjson.loads(body)["contents"]:
+        for part in content["parts"]:
+            if "functionCall" in part:
+                names[part["functionCall"].get("id", "")] = part["functionCall"]["name"]
+            if "functionResponse" in part:
+                response = part["functionResponse"]
+                assert response["name"] == names[response["id"]]
+
+
+@PROPERTY
+@given(_claude_code_conversations())
+def test_an_anthropic_conversation_survives_gemini_and_back(request: Request) -> None:
+    """Anthropic JSON → canonical → Gemini body → (``testing/gemini_request.py``) → canonical → Anthropic.
+
+    Compared (``gemini_view``): text, base64 and URL images, tool calls with their ids, names
+    (shortened the same way everywhere, and restored when read with the tool list) and inputs, tool
+    results as text with ``is_error``, roles and turn structure (same-role turns merged, results
+    first), system text (billing block dropped), system messages as ``<system>`` user text, Gemini's
+    own thought signatures where the encoder puts them (plus the placeholder on unsigned first
+    calls), tool definitions with sanitized schemas, tool choice, stop sequences up to five,
+    ``max_tokens``, sampling including ``top_k``, the stream flag, the thinking budget. Knowingly
+    dropped: thinking text, redacted thinking, other providers' signatures, cache markers,
+    ``disable_parallel``, the user id. Reading the body back and encoding it again gives the same
+    bytes. The Anthropic leg keeps ``_gemini_conversation_view``.
+    """
+    body = orjson.dumps(anthropic_json.request_json(request))
+    parsed = anthropic_json.parse_request(body)
+    assert parsed == request, "Anthropic JSON itself is lossless"
+
+    encoded = GeminiCodec().encode(parsed, GEMINI_MODEL)
+    _responses_name_their_calls(encoded.body)
+    stream = encoded.path.endswith(":streamGenerateContent?alt=sse")
+    names = [t.name for t in parsed.tools]
+    via_gemini = gemini_request.parse_request(encoded.body, model=GEMINI_MODEL, stream=stream, names=names)
+    assert gemini_view(via_gemini) == gemini_view(request)
+    assert [t.name for t in via_gemini.tools] == names, "shortened names are restored"
+    assert GeminiCodec().encode(via_gemini, GEMINI_MODEL) == encoded, "what was read encodes to the same body"
+
+    back = anthropic_json.parse_request(AnthropicCodec().encode(via_gemini, "claude-x").body)
+    assert _gemini_conversation_view(back) == _gemini_conversation_view(request)
 
 
 # -- answers: shared contract -------------------------------------------------------------------

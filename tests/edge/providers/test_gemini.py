@@ -299,6 +299,38 @@ def test_signature_on_text_parts_and_orphan_results() -> None:
     ]
 
 
+def test_signed_thinking_blocks_in_a_row_each_keep_their_signature() -> None:
+    """A signed thought part and then a signed call (decoded as two signed thinking blocks, the
+    client dropping the call's own copy): the earlier signature used to be overwritten by the later
+    one and lost; it goes back on an empty text part of its own."""
+    request = Request(
+        model="m",
+        messages=(
+            Message("user", (Text("go"),)),
+            Message(
+                "assistant",
+                (
+                    Thinking("plan", "gemini:SIG-1"),
+                    Thinking("", "gemini:SIG-2"),
+                    ToolUse("c1", "Read", {}),
+                    Thinking("", "gemini:SIG-3"),
+                    Thinking("", "gemini:SIG-4"),
+                ),
+            ),
+        ),
+    )
+    body = orjson.loads(GeminiCodec().encode(request, "m").body)
+    assert body["contents"][1] == {
+        "role": "model",
+        "parts": [
+            {"text": "", "thoughtSignature": "SIG-1"},
+            {"functionCall": {"name": "Read", "args": {}, "id": "c1"}, "thoughtSignature": "SIG-2"},
+            {"text": "", "thoughtSignature": "SIG-3"},
+            {"text": "", "thoughtSignature": "SIG-4"},
+        ],
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "wire"),
     [("Bash", "Bash"), ("mcp__srv__do.it-now", "mcp__srv__do.it-now"), (LONG, LONG_WIRE)],

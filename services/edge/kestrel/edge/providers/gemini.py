@@ -15,11 +15,12 @@ subset Gemini accepts; ``gemini_stream`` reads answers (stream and whole body, o
 * **Thought signatures** (the way back of the rule in ``gemini_stream``): a ``ToolUse.signature`` goes
   on its ``functionCall`` part; a ``Thinking`` block's signature goes on the next part of the same
   message, unless that part is a call with its own signature (it is the same token), or on an empty
-  text part when nothing follows. Only signatures tagged ``gemini:`` are sent: another provider's
-  signature is a 400. The first call of a model turn that still has none gets Google's documented
-  placeholder ``skip_thought_signature_validator`` (history from another model, a client that
-  dropped it), which Gemini 3 accepts where a missing one is a 400. Thinking text and redacted
-  thinking are never sent: Gemini keeps its reasoning in the signature.
+  text part when nothing (or another signed thinking block) follows. Only signatures tagged
+  ``gemini:`` are sent: another provider's signature is a 400. The first call of a model turn that
+  still has none gets Google's documented placeholder ``skip_thought_signature_validator`` (history
+  from another model, a client that dropped it and the edge kept none: ``edge.signatures``), which
+  Gemini 3 accepts where a missing one is a 400.
+  Thinking text and redacted thinking are never sent: Gemini keeps its reasoning in the signature.
 * **Tool results** → ``functionResponse{name, id, response}``: ``name`` is the call's (found by id in
   earlier turns), ``response`` is ``{"result": text}`` or ``{"error": text}``; images in a result
   follow as their own parts. A result whose call is not in the history becomes a text part, since
@@ -223,6 +224,8 @@ def _model_parts(blocks: Iterable[Block], calls: dict[str, str]) -> list[dict[st
     for block in blocks:
         if isinstance(block, Thinking):
             if block.signature.startswith(SIGNATURE_TAG):
+                if pending:  # two signed blocks in a row: the earlier one gets a part of its own
+                    parts.append({"text": "", "thoughtSignature": pending})
                 pending = block.signature.removeprefix(SIGNATURE_TAG)
             continue
         if isinstance(block, ToolUse):

@@ -47,6 +47,7 @@ from kestrel.edge.canonical import (
     ToolUse,
     Usage,
 )
+from kestrel.edge.providers.gemini_stream import SIGNATURE_TAG
 
 __all__ = [
     "conversations",
@@ -256,11 +257,17 @@ def _user_turn(draw: st.DrawFn, calls: list[str]) -> Message:
 
 @st.composite
 def _assistant_turn(draw: st.DrawFn, names: list[str], thinking: bool, serial: int) -> Message:
-    """Signed thinking first (when thinking is on), then text, then tool calls; never empty."""
+    """Signed thinking first (when thinking is on), then text, then tool calls; never empty.
+
+    Thinking is signed by Anthropic or, for history that came from a Gemini upstream, carries a
+    ``gemini:`` signature; then, as the Gemini decoder writes a signed part, an empty thinking block
+    with a ``gemini:`` signature may also precede a text or a call, or end the turn.
+    """
     blocks: list[Any] = []
+    signature = st.from_regex(r"[A-Za-z0-9+/]{4,24}={0,2}", fullmatch=True)
+    gemini = st.builds(Thinking, st.just(""), signature.map(lambda s: SIGNATURE_TAG + s))
     if thinking:
-        signature = st.from_regex(r"[A-Za-z0-9+/]{4,24}={0,2}", fullmatch=True)
-        signed = st.builds(Thinking, prose(), signature)
+        signed = st.builds(Thinking, prose(), st.one_of(signature, signature.map(lambda s: SIGNATURE_TAG + s)))
         blocks += draw(st.lists(st.one_of(signed, st.builds(RedactedThinking, ids("r"))), max_size=2))
     texts_ = draw(st.lists(st.builds(Text, prose()), max_size=2))
     calls = []
@@ -271,7 +278,13 @@ def _assistant_turn(draw: st.DrawFn, names: list[str], thinking: bool, serial: i
             calls.append(ToolUse(call_id, draw(st.sampled_from(names)), draw(json_objects())))
     if not texts_ and not calls:
         texts_ = [Text(draw(prose()))]
-    return Message("assistant", (*blocks, *texts_, *calls))
+    for block in (*texts_, *calls):
+        if thinking and draw(st.booleans()):
+            blocks.append(draw(gemini))
+        blocks.append(block)
+    if thinking:
+        blocks += draw(st.lists(gemini, max_size=1))
+    return Message("assistant", tuple(blocks))
 
 
 @st.composite
@@ -280,7 +293,9 @@ def conversations(draw: st.DrawFn, max_exchanges: int = 3) -> Request:
 
     Turns alternate user/assistant from a user turn to a user turn; every tool call is answered by
     a ``tool_result`` at the start of the next user turn; calls name only declared tools; thinking
-    blocks (signed, or redacted) lead assistant turns only when thinking is on; text is never empty.
+    blocks (signed, or redacted) lead assistant turns only when thinking is on, and then empty ones
+    signed by Gemini may also sit before a text or a call (history from a Gemini upstream, as its
+    decoder writes it); text is never empty.
     Cache markers sit here and there, as Claude Code places them.
     """
     tools = draw(st.one_of(tool_definitions(), tool_definitions(min_size=1)))
