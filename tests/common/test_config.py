@@ -155,3 +155,62 @@ def test_account_model_map_exact_then_glob() -> None:
     assert account.upstream_model("claude-haiku-4-5") == "glm-4.5-air"
     assert account.upstream_model("claude-opus-4-8") == "glm-4.6"
     assert account.upstream_model("gpt-5") == "gpt-5"
+
+
+MODELS_YAML = """\
+routing:
+  models:
+    "gpt-4o*": {max_output_tokens: 16384, thinking: none}
+    my-local-model: {max_output_tokens: 4096, thinking: none, sampling: true}
+    "gemini-2.5-pro*": {thinking: budget, thinking_budget: [128, 32768], can_disable_thinking: false}
+    grok-3-mini: {thinking: effort, efforts: [low, high], stop_sequences: false}
+"""
+
+
+def test_routing_models_are_read_with_only_the_keys_written(tmp_path: Path) -> None:
+    models = load_config(write(tmp_path, MODELS_YAML), {}).routing.models
+    assert set(models) == {"gpt-4o*", "my-local-model", "gemini-2.5-pro*", "grok-3-mini"}
+    assert models["my-local-model"].model_dump(exclude_none=True) == {
+        "max_output_tokens": 4096,
+        "thinking": "none",
+        "sampling": True,
+    }
+    assert models["gemini-2.5-pro*"].thinking_budget == (128, 32768)
+    assert models["gemini-2.5-pro*"].can_disable_thinking is False
+    assert models["grok-3-mini"].efforts == ("low", "high")
+    assert load_config(None, {}).routing.models == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("routing:\n  models:\n    gpt-4o: {max_tokens: 1}\n", r"routing\.models\.gpt-4o\.max_tokens: unknown key"),
+        (
+            "routing:\n  models:\n    gpt-4o: {thinking: maybe}\n",
+            r"routing\.models\.gpt-4o\.thinking: Input should be 'none', 'budget', 'effort' or 'level' \(got 'maybe'\)",
+        ),
+        (
+            "routing:\n  models:\n    m: {max_output_tokens: 0}\n",
+            r"routing\.models\.m\.max_output_tokens: Input should be greater than or equal to 1 \(got 0\)",
+        ),
+        (
+            "routing:\n  models:\n    m: {max_output_tokens: lots}\n",
+            r"routing\.models\.m\.max_output_tokens: .*integer",
+        ),
+        (
+            "routing:\n  models:\n    m: {thinking_budget: [500, 100]}\n",
+            r"routing\.models\.m: thinking_budget: expected",
+        ),
+        ("routing:\n  models:\n    m: {thinking_budget: [1, 2, 3]}\n", r"routing\.models\.m\.thinking_budget"),
+        ("routing:\n  models:\n    m: {efforts: []}\n", r"routing\.models\.m: efforts: expected a non-empty list"),
+        (
+            "routing:\n  models:\n    m: {sampling: perhaps}\n",
+            r"routing\.models\.m\.sampling: Input should be a valid boolean",
+        ),
+        ("routing:\n  models:\n    m: 4096\n", r"routing\.models\.m: Input should be a valid dictionary"),
+        ("routing:\n  models:\n    '': {thinking: none}\n", r"routing: models: a model name or glob must not be empty"),
+    ],
+)
+def test_bad_routing_models_name_the_model_and_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), {})

@@ -84,13 +84,58 @@ class AccountConfig(_Model):
         return model
 
 
+class ModelCapsConfig(_Model):
+    """What one upstream model accepts (``routing.models``); a key left out keeps the built-in value.
+
+    Read by the edge's ``providers/capabilities.py``, which holds the built-in table and the
+    meaning of each field; these only override or extend it.
+    """
+
+    max_output_tokens: int | None = Field(None, ge=1)
+    """Largest ``max_tokens`` the model takes: a larger request is clamped to it."""
+    thinking: Literal["none", "budget", "effort", "level"] | None = None
+    """How thinking is asked for: ``none`` (never: dropped), ``budget`` (tokens), ``effort``
+    (OpenAI ``reasoning_effort``) or ``level`` (Gemini ``thinkingLevel``)."""
+    thinking_budget: tuple[int, int] | None = None
+    """``[min, max]`` of a thinking budget; an enabled budget outside is clamped in."""
+    can_disable_thinking: bool | None = None
+    """False for models that always think."""
+    efforts: tuple[str, ...] | None = None
+    """Effort or level words the model takes, lowest first (``[low, medium, high]``)."""
+    sampling: bool | None = None
+    """Accepts ``temperature``/``top_p``/``top_k``; false drops them."""
+    stop_sequences: bool | None = None
+    """Accepts stop sequences; false drops them."""
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ModelCapsConfig:
+        if self.thinking_budget is not None:
+            low, high = self.thinking_budget
+            if low < 0 or high < low:
+                raise ValueError(
+                    f"thinking_budget: expected [min, max] with 0 <= min <= max, got {list(self.thinking_budget)}"
+                )
+        if self.efforts is not None and (not self.efforts or not all(e.strip() for e in self.efforts)):
+            raise ValueError("efforts: expected a non-empty list of effort words, lowest first")
+        return self
+
+
 class RoutingConfig(_Model):
-    """Which models a request may end up on."""
+    """Which models a request may end up on, and what each upstream model accepts."""
 
     aliases: dict[str, str] = Field(default_factory=dict)
     """A name clients may send → the model it stands for (``fast: claude-haiku-4-5``)."""
     fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     """A model → the models to try, in order, when every account serving it is spent or failing."""
+    models: dict[str, ModelCapsConfig] = Field(default_factory=dict)
+    """Upstream model name (glob patterns allowed; the name after ``model_map``) → what it accepts,
+    over the built-in table: a translated request is fitted to it (output cap, thinking, sampling)."""
+
+    @model_validator(mode="after")
+    def _no_empty_model_patterns(self) -> RoutingConfig:
+        if any(not pattern.strip() for pattern in self.models):
+            raise ValueError("models: a model name or glob must not be empty")
+        return self
 
     @model_validator(mode="after")
     def _no_alias_cycles(self) -> RoutingConfig:

@@ -28,7 +28,7 @@ from kestrel.edge.errors import GatewayError, MethodNotAllowed, NotFound, Reques
 from kestrel.edge.exchange import Exchange
 from kestrel.edge.headers import as_text, client_response_headers, upstream_request_headers
 from kestrel.edge.pipes import OpenAIUsageTap
-from kestrel.edge.providers.registry import codec_for
+from kestrel.edge.providers.registry import catalog_for, codec_for
 from kestrel.edge.relay import Publish, RawResponse, StreamRelay
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamTransport
@@ -58,7 +58,8 @@ class Gateway:
         self._client = client
         self._publish = publish
         accounts = {a.id: a for a in config.accounts}
-        codecs = {a.id: codec_for(a) for a in config.accounts}
+        catalog = catalog_for(config.routing)
+        codecs = {a.id: codec_for(a, catalog) for a in config.accounts}
         self._loop = AttemptLoop(scheduler, upstreams, accounts, codecs, client, config.edge, config.scheduler)
         self.draining = False
 

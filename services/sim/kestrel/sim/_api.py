@@ -92,6 +92,7 @@ class AnthropicApi:
             verify_signatures=self.sim.config.verify_signatures,
             interleaved_thinking="interleaved-thinking" in betas,
             system_messages="mid-conversation-system" in betas,
+            models=self.sim.models,
         )
         return parsed, None
 

@@ -141,6 +141,7 @@ class GeminiApi:
             stream=method == "streamGenerateContent",
             sse=request.query_params.get("alt") == "sse",
             require_signatures=self.sim.config.require_thought_signatures,
+            model_info=self.sim.models.get(model),
         )
 
     def error(self, exc: RequestError, request_id: str, headers: Headers) -> BytesResponse:

@@ -19,6 +19,10 @@ in ``_tokens``) and keeps the last user text for markers and the default answer.
   ``type`` must be one name, not a list. ``parametersJsonSchema`` takes any JSON Schema.
 * Thinking is on when ``generationConfig.thinkingConfig`` is present with a ``thinkingBudget``
   other than 0 (Gemini 2.5 also thinks without one; the sim keeps that explicit).
+* For a model in ``SimConfig.models`` (``model_info``): ``maxOutputTokens`` at most its
+  ``max_tokens`` (Vertex AI's wording: "… supported range is from 1 (inclusive) to N (exclusive)";
+  the Developer API's may differ), and ``thinkingLevel`` only where ``thinking_levels`` is on
+  ("Thinking level is not supported for this model.", as Gemini 2.5 answers).
 * Thought signatures (``require_signatures``, from ``SimConfig.require_thought_signatures``):
   in the current turn (the contents after the last user content that is not only function
   responses), a model content whose first ``functionCall`` part has no ``thoughtSignature`` is
@@ -39,6 +43,7 @@ import orjson
 from kestrel.sim import _ids
 from kestrel.sim._request import MessagesRequest, Prompt, RequestError
 from kestrel.sim._tokens import gemini_declaration_chars, gemini_part_chars
+from kestrel.sim.config import ModelInfo
 
 DEFAULT_MAX_TOKENS = 65_536
 MAX_STOPS = 5
@@ -115,9 +120,13 @@ def parse_generate(
     stream: bool = False,
     sse: bool = False,
     require_signatures: bool = True,
+    model_info: ModelInfo | None = None,
 ) -> tuple[MessagesRequest, GeminiOptions]:
-    """Validate a generateContent body and cut its prompt into cache segments."""
-    return _parse(_load(body), model, stream, sse, require_signatures)
+    """Validate a generateContent body and cut its prompt into cache segments.
+
+    ``model_info`` (the model's entry in ``SimConfig.models``, if any) holds it to its limits.
+    """
+    return _parse(_load(body), model, stream, sse, require_signatures, model_info)
 
 
 def parse_count(body: bytes, model: str) -> MessagesRequest:
@@ -129,7 +138,7 @@ def parse_count(body: bytes, model: str) -> MessagesRequest:
 
 
 def _parse(
-    raw: Any, model: str, stream: bool, sse: bool, require_signatures: bool
+    raw: Any, model: str, stream: bool, sse: bool, require_signatures: bool, model_info: ModelInfo | None = None
 ) -> tuple[MessagesRequest, GeminiOptions]:
     data = _fields(raw, _TOP, "")
     generation = _fields(data.get("generationConfig") or {}, _GENERATION, "generation_config")
@@ -144,6 +153,8 @@ def _parse(
     max_tokens = generation.get("maxOutputTokens")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
         raise _bad_value("generation_config.max_output_tokens", "TYPE_INT32", max_tokens)
+    if model_info is not None:
+        _check_model(model_info, max_tokens, thinking_config)
     stops = generation.get("stopSequences") or []
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise _bad_value("generation_config.stop_sequences", "TYPE_STRING", stops)
@@ -173,6 +184,16 @@ def _parse(
         tool_id_prefix="fc_",
     )
     return request, GeminiOptions(sse=sse, include_thoughts=include_thoughts, thinking=thinking)
+
+
+def _check_model(info: ModelInfo, max_tokens: int | None, thinking_config: dict[str, Any] | None) -> None:
+    if max_tokens is not None and max_tokens > info.max_tokens:
+        raise GeminiError(
+            f"Unable to submit request because it has a maxOutputTokens value of {max_tokens} but the supported "
+            f"range is from 1 (inclusive) to {info.max_tokens + 1} (exclusive). Update the value and try again."
+        )
+    if thinking_config is not None and thinking_config.get("thinkingLevel") is not None and not info.thinking_levels:
+        raise GeminiError("Thinking level is not supported for this model.")
 
 
 def _load(body: bytes) -> Any:

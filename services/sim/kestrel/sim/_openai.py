@@ -129,7 +129,7 @@ class OpenAIApi:
         return error_response(401, headers, message, code="invalid_api_key")
 
     def parse(self, request: Request, body: bytes) -> tuple[MessagesRequest, ChatOptions]:
-        return parse_chat(body)
+        return parse_chat(body, self.sim.models)
 
     def error(self, exc: RequestError, request_id: str, headers: Headers) -> BytesResponse:
         return error_response(exc.status, headers, exc.message, param=exc.param, code=exc.code)

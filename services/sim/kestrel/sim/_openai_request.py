@@ -17,7 +17,10 @@ Checks, each a 400 ``invalid_request_error`` with OpenAI's wording, ``param`` an
   names ``[a-zA-Z0-9_-]{1,64}``; ``tool_choice`` only with tools and naming one of them;
 * ``max_completion_tokens`` / ``max_tokens`` integers >= 1 (the former wins when both are sent);
   ``stop`` a string or up to 4; ``stream_options`` only with ``stream: true``;
-  ``reasoning_effort`` one of OpenAI's values.
+  ``reasoning_effort`` one of OpenAI's values;
+* for a model in ``SimConfig.models``: no ``reasoning_effort`` unless the model has ``reasoning``
+  ("Unrecognized request argument supplied: reasoning_effort", as gpt-4o answers), and the max
+  tokens field at most the model's ``max_tokens`` ("max_tokens is too large: …").
 
 What it turns on: ``reasoning_effort`` other than ``none`` is thinking; ``tool_choice:
 "required"`` (the first tool) or a named function is ``forced_tool``; every segment boundary is
@@ -28,6 +31,7 @@ text, so the markers of the question that started a tool loop do not fire again.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +39,7 @@ import orjson
 
 from kestrel.sim._request import MessagesRequest, Prompt, RequestError
 from kestrel.sim._tokens import openai_part_chars, openai_tool_chars
+from kestrel.sim.config import ModelInfo
 
 DEFAULT_MAX_TOKENS = 65_536
 """Output budget when the request sets none (the sim's answers are far shorter anyway)."""
@@ -59,8 +64,11 @@ class ChatOptions:
     include_usage: bool = False
 
 
-def parse_chat(body: bytes) -> tuple[MessagesRequest, ChatOptions]:
-    """Validate a chat completions body and cut its prompt into cache segments."""
+def parse_chat(body: bytes, models: Mapping[str, ModelInfo] | None = None) -> tuple[MessagesRequest, ChatOptions]:
+    """Validate a chat completions body and cut its prompt into cache segments.
+
+    ``models`` holds the configured models: a request for one of them is held to its limits.
+    """
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -90,6 +98,10 @@ def parse_chat(body: bytes) -> tuple[MessagesRequest, ChatOptions]:
     effort = data.get("reasoning_effort")
     if effort is not None and effort not in _EFFORTS:
         raise _invalid_value("reasoning_effort", effort, _EFFORTS)
+    max_tokens = _max_tokens(data)
+    info = (models or {}).get(model)
+    if info is not None:
+        _check_model(data, info, max_tokens)
 
     prompt = Prompt(model)
     names = _add_tools(prompt, data.get("tools"))
@@ -98,7 +110,7 @@ def parse_chat(body: bytes) -> tuple[MessagesRequest, ChatOptions]:
     prompt.cache_every_boundary()
     request = MessagesRequest(
         model=model,
-        max_tokens=_max_tokens(data),
+        max_tokens=max_tokens,
         stream=stream,
         thinking="enabled" if effort not in (None, "none") else None,
         thinking_display="summarized",
@@ -127,6 +139,20 @@ def _max_tokens(data: dict[str, Any]) -> int:
             )
         return value
     return DEFAULT_MAX_TOKENS
+
+
+def _check_model(data: dict[str, Any], info: ModelInfo, max_tokens: int) -> None:
+    """What this model refuses: reasoning on a non-reasoning model, more output than it can give."""
+    if data.get("reasoning_effort") is not None and not info.reasoning:
+        raise RequestError("Unrecognized request argument supplied: reasoning_effort")
+    if max_tokens > info.max_tokens:
+        name = "max_completion_tokens" if data.get("max_completion_tokens") is not None else "max_tokens"
+        if data.get(name) is not None:  # the default of a request that set none is never refused
+            raise RequestError(
+                f"{name} is too large: {max_tokens}. This model supports at most {info.max_tokens} completion "
+                f"tokens, whereas you provided {max_tokens}.",
+                param=name,
+            )
 
 
 def _stops(value: Any) -> tuple[str, ...]:

@@ -9,7 +9,9 @@ drives markers and the default answer.
 Checks, each a 400 ``invalid_request_error`` unless noted:
 
 * body is a JSON object; ``model`` (string), ``messages`` (non-empty list) and, for Messages,
-  ``max_tokens`` (integer >= 0) are present;
+  ``max_tokens`` (integer >= 0) are present, and for a model in ``SimConfig.models`` at most its
+  ``max_tokens`` ("max_tokens: 64001 > 64000, which is the maximum allowed number of output tokens
+  for …");
 * roles are ``user``/``assistant``; content is a string or a list of typed blocks;
 * every ``tool_use`` is answered by a ``tool_result`` in the next message, and every
   ``tool_result`` answers a ``tool_use`` of the previous message;
@@ -21,6 +23,7 @@ Checks, each a 400 ``invalid_request_error`` unless noted:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +31,7 @@ import orjson
 
 from kestrel.sim import _ids
 from kestrel.sim._tokens import block_chars, tokens_for_chars, tool_chars
+from kestrel.sim.config import ModelInfo
 
 MAX_BREAKPOINTS = 4
 
@@ -119,8 +123,11 @@ def parse_messages(
     verify_signatures: bool = False,
     interleaved_thinking: bool = False,
     system_messages: bool = False,
+    models: Mapping[str, ModelInfo] | None = None,
 ) -> MessagesRequest:
     """Validate a body for ``/v1/messages`` (or ``count_tokens`` with ``count_only``).
+
+    ``models`` holds the configured models: a request for one of them is held to its output cap.
 
     ``system_messages`` is set when ``anthropic-beta`` carries ``mid-conversation-system-…``:
     then ``messages`` may hold ``role: "system"`` entries, as Claude Code sends.
@@ -145,6 +152,12 @@ def parse_messages(
             raise RequestError("max_tokens: Field required")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
             raise RequestError("max_tokens: Input should be a valid non-negative integer")
+        info = (models or {}).get(model)
+        if info is not None and max_tokens > info.max_tokens:
+            raise RequestError(
+                f"max_tokens: {max_tokens} > {info.max_tokens}, which is the maximum allowed number of output "
+                f"tokens for {model}"
+            )
     messages = data.get("messages")
     if messages is None:
         raise RequestError("messages: Field required")

@@ -17,7 +17,7 @@ from kestrel.sim._faults import Fault
 from kestrel.sim._limits import RateLimiter
 from kestrel.sim._queues import KeyedQueue
 from kestrel.sim._requestlog import RequestLog
-from kestrel.sim.config import KeyLimits, SimConfig
+from kestrel.sim.config import KeyLimits, ModelInfo, SimConfig
 
 _UNLIMITED = KeyLimits()
 
@@ -42,6 +42,8 @@ class Simulator:
             (b"anthropic-organization-id", config.organization_id.encode()),
         ]
         self.model_ids = frozenset(m.id for m in config.models)
+        self.models: dict[str, ModelInfo] = {m.id: m for m in config.models}
+        """The configured models by id: requests for these are held to their limits."""
         self.in_flight: dict[str, int] = {}
         """Messages requests per key still being answered (streams until their last byte)."""
         self.peak_in_flight: dict[str, int] = {}

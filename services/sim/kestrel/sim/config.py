@@ -21,6 +21,7 @@ YAML shape (every field optional)::
       sk-b: {}                 # known, unlimited
     models:
       - {id: claude-opus-4-8, display_name: Claude Opus 4.8}
+      - {id: gpt-4o, max_tokens: 16384, reasoning: false}   # limits enforced, see ModelInfo
 """
 
 from __future__ import annotations
@@ -67,13 +68,33 @@ class KeyLimits:
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """One entry of ``GET /v1/models``."""
+    """One entry of ``GET /v1/models``, and the limits a request for that model must respect.
+
+    Only models listed in ``SimConfig.models`` are checked (any other id is served as before), each
+    refusal a 400 in the real API's envelope and wording: ``max_tokens`` (Anthropic),
+    ``max_completion_tokens``/``max_tokens`` (OpenAI) or ``maxOutputTokens`` (Gemini) above
+    ``max_tokens``; ``reasoning_effort`` for a model with ``reasoning`` off; Gemini
+    ``thinkingLevel`` for a model with ``thinking_levels`` off.
+    """
 
     id: str
     display_name: str
     created_at: str = "2025-01-01T00:00:00Z"
     max_input_tokens: int = 200_000
     max_tokens: int = 64_000
+    """Largest output a request may ask for."""
+    reasoning: bool = True
+    """Takes OpenAI ``reasoning_effort``; False answers it as gpt-4o does ("Unrecognized request
+    argument supplied: reasoning_effort")."""
+    thinking_levels: bool = True
+    """Takes Gemini ``thinkingConfig.thinkingLevel``; False answers it as Gemini 2.5 does."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ConfigError(f"models.{self.id}.max_tokens must be a positive integer, got {self.max_tokens!r}")
+        for name in ("reasoning", "thinking_levels"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"models.{self.id}.{name} must be true or false, got {getattr(self, name)!r}")
 
 
 DEFAULT_MODELS: tuple[ModelInfo, ...] = (

@@ -47,6 +47,7 @@ from kestrel.edge.canonical import (
 from kestrel.edge.errors import UpstreamUnavailable
 from kestrel.edge.formats.anthropic import Invalid, parse_event, parse_response, request_json
 from kestrel.edge.providers.base import Encoded, UpstreamFailure
+from kestrel.edge.providers.capabilities import UNKNOWN, ModelCaps, ModelCatalog, fit_to_model
 from kestrel.edge.sse import FrameCutter, iter_events
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -87,13 +88,22 @@ class AnthropicCodec:
 
     kind = "anthropic"
 
-    def __init__(self, *, default_max_tokens: int = DEFAULT_MAX_TOKENS, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        clock: Callable[[], float] = time.time,
+        catalog: ModelCatalog | None = None,
+    ) -> None:
         self._default_max_tokens = default_max_tokens
         self._clock = clock
         """Only to turn an HTTP-date ``retry-after`` into seconds."""
+        self.catalog = catalog
+        """What each model accepts (``capabilities``); None knows nothing (``codec_for`` gives one)."""
 
     def encode(self, request: Request, model: str) -> Encoded:
-        body = request_json(fit_request(request, model, self._default_max_tokens))
+        caps = self.catalog.caps(model) if self.catalog is not None else UNKNOWN
+        body = request_json(fit_request(request, model, self._default_max_tokens, caps))
         body["stream"] = request.stream
         headers = ((b"content-type", b"application/json"), (b"anthropic-version", ANTHROPIC_VERSION.encode()))
         return Encoded("/v1/messages", headers, orjson.dumps(body))
@@ -118,13 +128,24 @@ class AnthropicCodec:
         return UpstreamFailure(status, kind, message, _retry_after(headers, self._clock))
 
 
-def fit_request(request: Request, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> Request:
-    """``request`` as Anthropic will accept it, for ``model``; a no-op on an Anthropic-born request."""
+def fit_request(
+    request: Request, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS, caps: ModelCaps = UNKNOWN
+) -> Request:
+    """``request`` as Anthropic will accept it, for ``model`` (which ``caps`` describes); a no-op on
+    an Anthropic-born request within the model's limits.
+
+    ``caps`` first (``fit_to_model``: ``max_tokens`` clamped to the model's output cap, thinking
+    dropped on a model without it); a default ``max_tokens`` is capped the same way, and the
+    thinking budget then fits below whatever ``max_tokens`` came out.
+    """
+    request = fit_to_model(request, caps)
     thinking = request.thinking
     forced = request.tool_choice is not None and request.tool_choice.kind in (ToolChoiceKind.ANY, ToolChoiceKind.TOOL)
     max_tokens = request.max_tokens
     if max_tokens is None:
         max_tokens = default_max_tokens + (thinking.budget_tokens if thinking.enabled else 0)
+        if caps.max_output_tokens is not None:
+            max_tokens = min(max_tokens, caps.max_output_tokens)
     if thinking.enabled and thinking.budget_tokens:
         budget = min(max(thinking.budget_tokens, MIN_THINKING_BUDGET), max_tokens - 1)
         thinking = dataclasses.replace(thinking, budget_tokens=budget)

@@ -29,7 +29,9 @@ subset Gemini accepts; ``gemini_stream`` reads answers (stream and whole body, o
   ``prefix_<8 hex of sha256>`` and are restored when decoding.
 * **Generation**: ``max_tokens`` → ``maxOutputTokens``; at most 5 ``stopSequences``; thinking →
   ``thinkingConfig{includeThoughts: true, thinkingBudget}`` with ``-1`` (dynamic) for an adaptive
-  request and the budget capped at 24576, the largest every 2.5 model accepts.
+  request. What the model takes comes first (``capabilities``, see ``_generation``): output cap,
+  budget range, ``thinkingLevel`` for Gemini 3; a model it knows nothing about gets the budget
+  capped at 24576, the largest every 2.5 model accepts.
 * **Dropped** for want of a Gemini field: cache markers (Gemini caches prefixes implicitly),
   ``disable_parallel``, ``user``, ``include_usage`` (usage always comes), ``extra``.
 """
@@ -60,6 +62,14 @@ from kestrel.edge.canonical import (
     ToolUse,
 )
 from kestrel.edge.providers.base import Encoded, UpstreamFailure
+from kestrel.edge.providers.capabilities import (
+    UNKNOWN,
+    ModelCaps,
+    ModelCatalog,
+    effort_of,
+    fit_to_model,
+    nearest_effort,
+)
 from kestrel.edge.providers.gemini_errors import decode_error as _decode_error
 from kestrel.edge.providers.gemini_schema import function_parameters
 from kestrel.edge.providers.gemini_stream import SIGNATURE_TAG, GeminiStreamDecoder, decode_body
@@ -70,6 +80,9 @@ BILLING_PREFIX = "x-anthropic-billing-header:"
 DUMMY_SIGNATURE = "skip_thought_signature_validator"
 """Google's documented stand-in for a ``functionCall`` whose real signature is unknown."""
 MAX_THINKING_BUDGET = 24576
+"""The budget cap for a model ``capabilities`` knows nothing about: the largest every 2.5 model takes."""
+THINKING_LEVELS = ("low", "high")
+"""``thinkingLevel`` values when a level model's capabilities list none: what every Gemini 3 takes."""
 MAX_STOP_SEQUENCES = 5
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _NAME_CHAR = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -100,7 +113,9 @@ class GeminiCodec:
 
     kind = "gemini"
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: ModelCatalog | None = None) -> None:
+        self.catalog = catalog
+        """What each model accepts (``capabilities``); None knows nothing (``codec_for`` gives one)."""
         self._names: dict[str, str] = {}
         """Shortened name → original, learned by ``encode`` for ``decode_response`` (which gets no
         request); the mapping is a pure function of the original, so sharing it is safe."""
@@ -110,7 +125,16 @@ class GeminiCodec:
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         for tool in request.tools:
             self._learn(tool.name)
-        return Encoded(f"/v1beta/models/{model}:{method}", _JSON, orjson.dumps(request_body(request)))
+        caps = self.catalog.caps(model) if self.catalog is not None else UNKNOWN
+        if caps == UNKNOWN:
+            return Encoded(f"/v1beta/models/{model}:{method}", _JSON, orjson.dumps(request_body(request)))
+        fitted = fit_to_model(request, caps)
+        body = request_body(fitted)
+        generation = _generation(fitted, caps)  # generationConfig is the body's last key either way
+        body.pop("generationConfig", None)
+        if generation:
+            body["generationConfig"] = generation
+        return Encoded(f"/v1beta/models/{model}:{method}", _JSON, orjson.dumps(body))
 
     def decode_response(self, body: bytes, request: Request | None = None) -> Response:
         """``request`` (when given) supplies tool names and the model; else what ``encode`` learnt."""
@@ -172,7 +196,21 @@ def request_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _generation(request: Request) -> dict[str, Any]:
+def _generation(request: Request, caps: ModelCaps = UNKNOWN) -> dict[str, Any]:
+    """``generationConfig`` for ``request`` (already fitted to ``caps``: cap, budget range, sampling).
+
+    Thinking, by what the model takes:
+
+    * ``level`` (Gemini 3): ``thinkingLevel``. The client's effort, else its budget bucketed as
+      for OpenAI (up to 4096 → low, up to 16384 → medium, more → high), moved to the nearest level
+      the model has, the higher on a tie: on a low/high model, ``minimal``/``low`` and budgets up
+      to 4096 → ``low``, everything else → ``high``. Adaptive with no effort sends no level (the
+      model decides; its default is high).
+    * ``budget`` (2.5): ``thinkingBudget`` as fitted (already in the model's range), ``-1`` for
+      adaptive. Thinking off sends ``thinkingBudget: 0`` where the model can stop thinking (2.5
+      Flash thinks by default otherwise), and nothing where it cannot (2.5 Pro).
+    * unknown: the budget capped at ``MAX_THINKING_BUDGET``, ``-1`` for adaptive; off sends nothing.
+    """
     out: dict[str, Any] = {}
     if request.max_tokens is not None:
         out["maxOutputTokens"] = request.max_tokens
@@ -184,12 +222,20 @@ def _generation(request: Request) -> dict[str, Any]:
         out["topK"] = request.top_k
     if request.stop_sequences:
         out["stopSequences"] = list(request.stop_sequences[:MAX_STOP_SEQUENCES])
-    if request.thinking.enabled:
-        budget = request.thinking.budget_tokens
-        out["thinkingConfig"] = {
-            "includeThoughts": True,
-            "thinkingBudget": min(budget, MAX_THINKING_BUDGET) if budget > 0 else -1,
-        }
+    thinking = request.thinking
+    if caps.thinking == "level":
+        if thinking.enabled:
+            config: dict[str, Any] = {"includeThoughts": True}
+            if thinking.effort or thinking.budget_tokens > 0:
+                config["thinkingLevel"] = nearest_effort(effort_of(thinking), caps.efforts or THINKING_LEVELS)
+            out["thinkingConfig"] = config
+    elif thinking.enabled:
+        budget = thinking.budget_tokens
+        if budget > 0 and caps.thinking_budget is None:
+            budget = min(budget, MAX_THINKING_BUDGET)
+        out["thinkingConfig"] = {"includeThoughts": True, "thinkingBudget": budget if budget > 0 else -1}
+    elif caps.thinking == "budget" and caps.can_disable_thinking:
+        out["thinkingConfig"] = {"thinkingBudget": 0}
     return out
 
 

@@ -49,7 +49,8 @@ class Preset:
     """Assistant turns carry their thinking back as ``reasoning_content`` (else thinking is dropped)."""
     reasoning_field: str = ""
     """How thinking is asked for: ``reasoning_effort``, ``reasoning`` (an ``{effort}`` object) or
-    empty (never: the service rejects the field, or it depends on the model)."""
+    empty (never: the service rejects the field, or it depends on the model). A model whose
+    capabilities (``capabilities.py``) say ``effort`` or ``none`` overrides this either way."""
     reasoning_efforts: tuple[str, ...] = ("low", "medium", "high")
     """Effort values the service accepts, lowest first; others are moved to the nearest."""
     tool_name_max: int = 64
@@ -76,7 +77,8 @@ OPENAI = Preset(
     models=("gpt-5", "gpt-5-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "o3", "o4-mini"),
     notes=(
         "reasoning_effort is rejected by non-reasoning models (gpt-4o, gpt-4.1) and `stop` and a "
-        "non-default temperature by some reasoning models; both are model facts, not encoded here."
+        "non-default temperature by reasoning models: model facts, kept in capabilities.py (per "
+        "model, overridable with routing.models), not here."
     ),
 )
 

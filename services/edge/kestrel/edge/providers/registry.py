@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from kestrel.common.config import AccountConfig
+from kestrel.common.config import AccountConfig, RoutingConfig
 from kestrel.edge.providers.anthropic import AnthropicCodec
 from kestrel.edge.providers.base import Codec
+from kestrel.edge.providers.capabilities import BUILTIN_CATALOG, ModelCatalog
 from kestrel.edge.providers.openai import OpenAICodec
 from kestrel.edge.providers.presets import PRESETS
 
@@ -17,14 +18,21 @@ ANTHROPIC_COMPATIBLE = {
 GEMINI = "https://generativelanguage.googleapis.com"
 
 
-def codec_for(account: AccountConfig) -> Codec:
+def catalog_for(routing: RoutingConfig) -> ModelCatalog:
+    """The model capability table: built-in entries under the config's ``routing.models``."""
+    return ModelCatalog.from_config(routing.models) if routing.models else BUILTIN_CATALOG
+
+
+def codec_for(account: AccountConfig, catalog: ModelCatalog | None = None) -> Codec:
+    """The account's codec; ``catalog`` (default: the built-in table) says what each model takes."""
+    catalog = catalog if catalog is not None else BUILTIN_CATALOG
     if account.provider == "openai":
-        return OpenAICodec(PRESETS[account.preset or "openai"])
+        return OpenAICodec(PRESETS[account.preset or "openai"], catalog)
     if account.provider == "gemini":
         from kestrel.edge.providers.gemini import GeminiCodec
 
-        return GeminiCodec()
-    return AnthropicCodec()
+        return GeminiCodec(catalog)
+    return AnthropicCodec(catalog=catalog)
 
 
 def base_url_for(account: AccountConfig) -> str:

@@ -22,6 +22,7 @@ import orjson
 
 from kestrel.edge.canonical import Request, Response
 from kestrel.edge.providers.base import Encoded, UpstreamFailure
+from kestrel.edge.providers.capabilities import UNKNOWN, ModelCatalog, fit_to_model
 from kestrel.edge.providers.openai._decode import (
     decode_response_body,
     decode_usage,
@@ -65,8 +66,11 @@ class OpenAICodec:
     kind = "openai"
     _REMEMBERED = 4096
 
-    def __init__(self, preset: Preset = OPENAI) -> None:
+    def __init__(self, preset: Preset = OPENAI, catalog: ModelCatalog | None = None) -> None:
         self.preset = preset
+        self.catalog = catalog
+        """What each model accepts (``capabilities``); None knows nothing: every model is encoded
+        by the preset alone. ``codec_for`` always gives one."""
         self._shortened: dict[str, str] = {}
         """Wire name → original for every name this codec shortened (a pure function, so one table
         serves every request; it is cleared when it grows past ``_REMEMBERED``)."""
@@ -76,7 +80,9 @@ class OpenAICodec:
         if len(self._shortened) + len(shortened) > self._REMEMBERED:
             self._shortened.clear()
         self._shortened.update(shortened)
-        return Encoded(self.preset.path, _HEADERS, orjson.dumps(encode_body(request, model, self.preset)))
+        caps = self.catalog.caps(model) if self.catalog is not None else UNKNOWN
+        body = encode_body(fit_to_model(request, caps), model, self.preset, caps)
+        return Encoded(self.preset.path, _HEADERS, orjson.dumps(body))
 
     def decode_response(self, body: bytes, request: Request | None = None) -> Response:
         """``request`` (when given) rebuilds the tool-name mapping; else what ``encode`` remembered."""

@@ -25,11 +25,11 @@ from kestrel.edge.canonical import (
     ToolResult,
     ToolUse,
 )
+from kestrel.edge.providers.capabilities import UNKNOWN, ModelCaps, effort_of, nearest_effort
 from kestrel.edge.providers.presets import Preset
 
 _VALID_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _INVALID_CHAR = re.compile(r"[^A-Za-z0-9_-]")
-_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _MAX_ID = 40  # OpenAI rejects longer tool call ids
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -86,8 +86,12 @@ def _block_chars(block: Block) -> int:
     return 4000 if isinstance(block, Image) else 0  # an image is roughly a thousand tokens
 
 
-def encode_body(request: Request, model: str, preset: Preset) -> dict[str, Any]:
-    """The chat-completions body for ``request`` (C2 of PROTOCOLS.md), as a dict."""
+def encode_body(request: Request, model: str, preset: Preset, caps: ModelCaps = UNKNOWN) -> dict[str, Any]:
+    """The chat-completions body for ``request`` (C2 of PROTOCOLS.md), as a dict.
+
+    ``request`` is expected already fitted to ``caps`` (``fit_to_model``); ``caps`` then only
+    decides how thinking is asked for (``_reasoning``).
+    """
     limit = preset.tool_name_max
     names = {name: wire for wire, name in shortened_names(request, limit).items()}
     body: dict[str, Any] = {"model": model, "messages": _encode_messages(request, preset, names)}
@@ -113,9 +117,10 @@ def encode_body(request: Request, model: str, preset: Preset) -> dict[str, Any]:
             body[key] = value
     if request.stop_sequences:
         body["stop"] = list(request.stop_sequences[: preset.max_stop])
-    if request.thinking.enabled and preset.reasoning_field:
-        effort = reasoning_effort(request.thinking, preset.reasoning_efforts)
-        body[preset.reasoning_field] = {"effort": effort} if preset.reasoning_field == "reasoning" else effort
+    field, efforts = _reasoning(preset, caps)
+    if request.thinking.enabled and field:
+        effort = reasoning_effort(request.thinking, efforts)
+        body[field] = {"effort": effort} if field == "reasoning" else effort
     if request.stream:
         body["stream"] = True
         if preset.stream_options:  # always: the gateway needs usage even when the client did not ask
@@ -132,14 +137,21 @@ def encode_body(request: Request, model: str, preset: Preset) -> dict[str, Any]:
 
 def reasoning_effort(thinking: ThinkingConfig, allowed: tuple[str, ...]) -> str:
     """The client's effort, else a bucket of its token budget (adaptive → medium), moved into ``allowed``."""
-    effort = thinking.effort
-    if not effort:
-        budget = thinking.budget_tokens
-        effort = "medium" if budget <= 0 else "low" if budget <= 4096 else "medium" if budget <= 16384 else "high"
-    if effort in allowed or not allowed:
-        return effort
-    rank = _EFFORTS.index(effort) if effort in _EFFORTS else 3
-    return min(allowed, key=lambda e: (abs((_EFFORTS.index(e) if e in _EFFORTS else 3) - rank), -_EFFORTS.index(e)))
+    return nearest_effort(effort_of(thinking), allowed)
+
+
+def _reasoning(preset: Preset, caps: ModelCaps) -> tuple[str, tuple[str, ...]]:
+    """The field thinking is asked for with (empty: never) and the effort values it takes.
+
+    A model known to take an effort gets one even from a preset that sends none by default (the
+    preset's field, else ``reasoning_effort``), in the model's own values when known; a model
+    known to take none never gets one; any other model gets what its preset says.
+    """
+    if caps.thinking == "effort":
+        return preset.reasoning_field or "reasoning_effort", caps.efforts or preset.reasoning_efforts
+    if caps.thinking == "none":
+        return "", ()
+    return preset.reasoning_field, preset.reasoning_efforts
 
 
 def _function(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
