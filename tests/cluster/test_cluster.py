@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -16,12 +17,14 @@ from kestrel.sim.config import KeyLimits, SimConfig
 from kestrel.sim.testing import SimHandle, running_sim
 
 KEYS = ("sk-a", "sk-b", "sk-c")
+GEMINI_KEY = "sk-gemini"
 BODY = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "hello"}]}
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimHandle]:
-    with running_sim(SimConfig(keys={k: KeyLimits() for k in KEYS}, open=False, tokens_per_s=400)) as handle:
+    keys = {k: KeyLimits() for k in (*KEYS, GEMINI_KEY)}
+    with running_sim(SimConfig(keys=keys, open=False, tokens_per_s=400)) as handle:
         yield handle
 
 
@@ -30,7 +33,12 @@ def kestrel(
     sim: SimHandle, tmp_path_factory: pytest.TempPathFactory, redis_url: str, database_url: str
 ) -> Iterator[Cluster]:
     prefix = f"kestrel-cluster-test:{tmp_path_factory.getbasetemp().name}:"
-    accounts = [{"id": k, "base_url": sim.url, "api_key": k, "max_concurrency": 2} for k in KEYS]
+    accounts = [
+        {"id": k, "base_url": sim.url, "api_key": k, "max_concurrency": 2, "models": ["claude-*"]} for k in KEYS
+    ]
+    accounts.append(
+        {"id": "gemini", "provider": "gemini", "base_url": sim.url, "api_key": GEMINI_KEY, "models": ["gemini-*"]}
+    )
     with cluster(
         tmp_path_factory.mktemp("cluster"),
         redis_url=redis_url,
@@ -129,6 +137,36 @@ def test_session_sticks_whichever_edge_and_scheduler_serve_it(
         assert len(accounts) == 1, f"{session} moved between accounts: {accounts}"
         homes[session] = accounts.pop()
     assert len(set(homes.values())) > 1, "different sessions spread over the pool"
+
+
+def test_a_gemini_signature_kept_by_one_edge_is_restored_by_the_other(kestrel: Cluster, sim: SimHandle) -> None:
+    """An OpenAI client cannot carry Gemini's signature; the next turn may reach another replica."""
+    sim.reset()
+    sim.script(
+        [
+            {"content": [{"type": "tool_use", "name": "read_file", "input": {"path": "main.py"}}]},
+            {"content": [{"type": "text", "text": "It defines main()."}]},
+        ]
+    )
+    first, second = edges(kestrel)
+    tool = {"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}
+    body = {"model": "gemini-2.5-pro", "reasoning_effort": "low", "tools": [tool], "stream": True}
+    messages: list[dict] = [{"role": "user", "content": "what is in main.py?"}]
+    turn = httpx.post(first + "/v1/chat/completions", json={**body, "messages": messages}, timeout=30)
+    assert turn.status_code == 200, turn.text
+    chunks = [json.loads(line[6:]) for line in turn.text.splitlines() if line.startswith("data: {")]
+    calls = [c for chunk in chunks for choice in chunk["choices"] for c in choice["delta"].get("tool_calls", [])]
+    call_id = calls[0]["id"]
+    messages += [
+        {"role": "assistant", "tool_calls": [{"id": call_id, "type": "function", "function": calls[0]["function"]}]},
+        {"role": "tool", "tool_call_id": call_id, "content": "def main(): ..."},
+    ]
+    answer = httpx.post(second + "/v1/chat/completions", json={**body, "stream": False, "messages": messages})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "It defines main()."
+    sent = json.loads(sim.requests()[-1]["body"])
+    call_part = next(p for c in sent["contents"] for p in c["parts"] if "functionCall" in p)
+    assert call_part["thoughtSignature"] not in ("", "skip_thought_signature_validator")
 
 
 def test_edges_and_loggers_expose_prometheus_metrics(kestrel: Cluster) -> None:

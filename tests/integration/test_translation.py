@@ -18,6 +18,9 @@ from kestrel.edge.testing.openai_stream import validate_openai_sse
 from kestrel.edge.testing.stream_validators import validate_anthropic_sse
 from kestrel.sim.testing import SimHandle, running_sim
 
+PLACEHOLDERS = {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
+"""What Gemini accepts in place of a signature it issued (the encoder's fallback)."""
+
 TOOLS = [
     {
         "name": "read_file",
@@ -311,6 +314,44 @@ def test_tool_round_trip_over_gemini_keeps_the_thought_signature(over_gemini: Ke
     sent = json.loads(sim.requests()[-1]["body"])
     call_part = next(p for c in sent["contents"] for p in c["parts"] if "functionCall" in p)
     assert call_part.get("thoughtSignature"), "the signature Gemini issued went back with its call"
+
+
+@pytest.mark.parametrize("stream_first", [True, False], ids=["streamed", "whole"])
+def test_openai_sdk_over_gemini_gets_its_calls_signed_by_the_gateway(
+    over_gemini: KestrelHandle, sim: SimHandle, stream_first: bool
+) -> None:
+    """Chat completions has no place for Gemini's thought signature, so the OpenAI client sends
+    its call back bare; the gateway kept the signature and puts it back on the call."""
+    sim.reset()
+    sim.script(
+        [
+            {"content": [{"type": "tool_use", "name": "read_file", "input": {"path": "main.py"}}]},
+            {"content": [{"type": "text", "text": "It defines main()."}]},
+        ]
+    )
+    client = openai.OpenAI(base_url=over_gemini.url + "/v1", api_key="k", max_retries=0)
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": TOOLS[0]["input_schema"]}}]
+    messages: list[dict] = [{"role": "user", "content": "what is in main.py?"}]
+    ask = {"model": "gemini-2.5-pro", "tools": tools, "reasoning_effort": "low"}
+    if stream_first:
+        with client.chat.completions.stream(messages=messages, **ask) as stream:
+            first = stream.get_final_completion()
+    else:
+        first = client.chat.completions.create(messages=messages, **ask)
+    assert "thinkingConfig" in json.loads(sim.requests()[-1]["body"])["generationConfig"]
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "def main(): ..."},
+    ]
+    assert "signature" not in json.dumps(messages), "the client itself carries no signature"
+    second = client.chat.completions.create(messages=messages, **ask)
+    assert second.choices[0].message.content == "It defines main()."
+    sent = json.loads(sim.requests()[-1]["body"])
+    call_part = next(p for c in sent["contents"] for p in c["parts"] if "functionCall" in p)
+    signature = call_part.get("thoughtSignature")
+    assert signature and signature not in PLACEHOLDERS, "the signature Gemini issued, not the placeholder"
 
 
 def test_count_tokens_over_a_non_anthropic_upstream_is_answered_locally(

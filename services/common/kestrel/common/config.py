@@ -216,6 +216,9 @@ class EdgeConfig(_Model):
     """Longest silence tolerated from an upstream, streams included."""
     max_retry_after_seconds: int = Field(60, ge=1)
     """Cap on retry-after sent to clients: Claude Code stops retrying above 60."""
+    signature_ttl_seconds: float = Field(86_400.0, gt=0)
+    """How long the edge keeps a Gemini tool-call signature for a client that cannot carry it back
+    (an OpenAI-dialect client): a conversation idle for longer sends the placeholder instead."""
 
 
 class ClusterConfig(_Model):

@@ -27,6 +27,7 @@ from kestrel.common.events import RequestEvent
 from kestrel.edge.gateway import Gateway
 from kestrel.edge.http import FastTransport
 from kestrel.edge.metrics import EdgeMetrics
+from kestrel.edge.signatures import MemorySignatureStore, SignatureStore
 from kestrel.edge.upstream import UpstreamTransport, prepare_upstreams
 from kestrel.scheduler.contract import LeaseClient
 
@@ -67,11 +68,13 @@ def create_app(
     transport: UpstreamTransport | None = None,
     resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
     metrics: EdgeMetrics | None = None,
+    signatures: SignatureStore | None = None,
 ) -> EdgeApp:
     """Build the edge app.
 
     ``resources`` is entered before the app serves and left after its last request: the
     embedded mode opens the logger there, so events of in-flight requests are still written.
+    ``signatures`` defaults to a store in this process (``kestrel up``); a cluster passes Redis.
     """
     client = transport if transport is not None else FastTransport(config.edge)
     metrics = metrics if metrics is not None else EdgeMetrics()
@@ -82,7 +85,9 @@ def create_app(
         metrics.observe(event)
         publish(event)
 
-    gateway = Gateway(config, scheduler, prepare_upstreams(config.accounts), client, record)
+    if signatures is None:
+        signatures = MemorySignatureStore(ttl_seconds=config.edge.signature_ttl_seconds)
+    gateway = Gateway(config, scheduler, prepare_upstreams(config.accounts), client, record, signatures)
 
     async def scrape(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -32,8 +32,10 @@ from kestrel.edge.errors import GatewayError, NotFound, RateLimited, UpstreamUna
 from kestrel.edge.exchange import Exchange
 from kestrel.edge.headers import as_text, upstream_request_headers
 from kestrel.edge.pipes import EventTap, OpenAIUsageTap, PassthroughPipe, Pipe, TranslatedPipe
-from kestrel.edge.providers.base import Codec
+from kestrel.edge.providers.base import Codec, StreamDecoder
 from kestrel.edge.providers.openai import OpenAICodec, estimate_input_tokens
+from kestrel.edge.signatures import SignatureStore
+from kestrel.edge.signatures.keep import SigningDecoder, current_turn_unsigned, restore, signed_calls
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTransport
 from kestrel.scheduler.contract import (
@@ -128,8 +130,10 @@ class AttemptLoop:
         client: UpstreamTransport,
         edge: EdgeConfig,
         scheduling: SchedulerConfig,
+        signatures: SignatureStore,
     ) -> None:
         self._scheduler = scheduler
+        self._signatures = signatures
         self._upstreams = upstreams
         self._accounts = accounts
         self._codecs = codecs
@@ -247,6 +251,8 @@ class AttemptLoop:
     ) -> Opened | Reply:
         request = call.canonical()
         codec = self._codecs[upstream.account_id]
+        if codec.signs_calls and (unsigned := current_turn_unsigned(request)):
+            request = restore(request, await self._signatures.recall(unsigned))
         encoded = codec.encode(dataclasses.replace(request, stream=call.stream), model)
         headers = [*encoded.headers, upstream.credential, (b"accept-encoding", b"identity")]
         response = await self._client.open(upstream, "POST", encoded.path, headers, encoded.body)
@@ -266,11 +272,16 @@ class AttemptLoop:
         if not call.stream:
             raw = await response.read()
             decoded = codec.decode_response(raw)
+            if codec.signs_calls and (signed := signed_calls(decoded)):
+                self._signatures.remember(signed)
             tap = EventTap()
             tap.response(decoded)
             body = call.dialect.render_response(decoded, decoded.model or model)
             return Opened(lease, attempt, response, body, tap, translated=True)
-        pipe = TranslatedPipe(codec.stream_decoder(request), call.dialect.stream_renderer(request, model))
+        decoder: StreamDecoder = codec.stream_decoder(request)
+        if codec.signs_calls:
+            decoder = SigningDecoder(decoder, self._signatures)
+        pipe = TranslatedPipe(decoder, call.dialect.stream_renderer(request, model))
         return await self._peek(response, lease, attempt, pipe, call, translated=True)
 
     async def _peek(

@@ -18,6 +18,7 @@ from kestrel.common.config import ConfigError, KestrelConfig
 from kestrel.edge.app import EdgeApp, create_app
 from kestrel.edge.clients.scheduler import GrpcLeaseClient
 from kestrel.edge.metrics import EdgeMetrics
+from kestrel.edge.signatures.redis import RedisSignatureStore
 from kestrel.logger.bus.redis_stream import RedisStreamPublisher
 
 
@@ -35,6 +36,7 @@ def build(config: KestrelConfig) -> EdgeApp:
     publisher = RedisStreamPublisher(
         client, event_stream(config), maxlen=cluster.stream_maxlen, buffer_size=config.logger.queue_size
     )
+    signatures = RedisSignatureStore(client, cluster.key_prefix, ttl_seconds=config.edge.signature_ttl_seconds)
     scheduler = GrpcLeaseClient(cluster.scheduler_addresses, cluster.scheduler_timeout_seconds)
     metrics = EdgeMetrics()
     metrics.counter_from(
@@ -45,15 +47,29 @@ def build(config: KestrelConfig) -> EdgeApp:
     metrics.gauge_from(
         "kestrel_events_buffered", "Request events waiting to be sent to Redis.", lambda: publisher.backlog
     )
+    metrics.counter_from(
+        "kestrel_signatures_dropped",
+        "Gemini tool-call signatures not kept: the buffer to Redis was full or Redis refused them.",
+        lambda: signatures.dropped,
+    )
+    metrics.counter_from(
+        "kestrel_signature_lookups_failed",
+        "Lookups of kept signatures that failed (Redis slow or away); the calls went out unsigned.",
+        lambda: signatures.failed_lookups,
+    )
 
     @contextlib.asynccontextmanager
     async def resources() -> AsyncIterator[None]:
         publisher.start()
+        signatures.start()
         try:
             yield
         finally:
+            await signatures.aclose()
             await publisher.aclose()
             await scheduler.aclose()
             await client.aclose()
 
-    return create_app(config, scheduler, publisher.publish, resources=resources, metrics=metrics)
+    return create_app(
+        config, scheduler, publisher.publish, resources=resources, metrics=metrics, signatures=signatures
+    )

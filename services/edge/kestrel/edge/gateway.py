@@ -30,6 +30,7 @@ from kestrel.edge.headers import as_text, client_response_headers, upstream_requ
 from kestrel.edge.pipes import OpenAIUsageTap
 from kestrel.edge.providers.registry import catalog_for, codec_for
 from kestrel.edge.relay import Publish, RawResponse, StreamRelay
+from kestrel.edge.signatures import SignatureStore
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamTransport
 from kestrel.scheduler.contract import Completion, LeaseClient, Outcome
@@ -48,6 +49,7 @@ class Gateway:
         upstreams: dict[str, Upstream],
         client: UpstreamTransport,
         publish: Publish,
+        signatures: SignatureStore,
     ) -> None:
         self._config = config
         self._edge = config.edge
@@ -60,7 +62,9 @@ class Gateway:
         accounts = {a.id: a for a in config.accounts}
         catalog = catalog_for(config.routing)
         codecs = {a.id: codec_for(a, catalog) for a in config.accounts}
-        self._loop = AttemptLoop(scheduler, upstreams, accounts, codecs, client, config.edge, config.scheduler)
+        self._loop = AttemptLoop(
+            scheduler, upstreams, accounts, codecs, client, config.edge, config.scheduler, signatures
+        )
         self.draining = False
 
     # -- endpoints -------------------------------------------------------------------------

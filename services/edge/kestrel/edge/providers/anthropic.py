@@ -87,6 +87,7 @@ class AnthropicCodec:
     """``Codec`` for ``POST /v1/messages``."""
 
     kind = "anthropic"
+    signs_calls = False
 
     def __init__(
         self,
