@@ -365,6 +365,22 @@ def test_claude_sonnet_4_keeps_claude_codes_request() -> None:
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 10000}
 
 
+def test_an_effort_becomes_a_budget_on_claude_models_without_adaptive_thinking() -> None:
+    """An OpenAI client's ``reasoning_effort`` is adaptive thinking plus an effort; Sonnet 4.5 takes
+    neither (a 400), so it gets the effort's budget; Sonnet 4.6 takes both and keeps them."""
+    effort = dataclasses.replace(CLAUDE_CODE, thinking=ThinkingConfig(True, 0, "high"))
+    older = anthropic_body(effort, "claude-sonnet-4-5")
+    assert older["thinking"] == {"type": "enabled", "budget_tokens": 24000}
+    assert "output_config" not in older
+    assert effort_of(ThinkingConfig(True, older["thinking"]["budget_tokens"])) == "high"
+    newer = anthropic_body(effort, "claude-sonnet-4-6")
+    assert newer["thinking"] == {"type": "adaptive"}
+    assert newer["output_config"] == {"effort": "high"}
+    assert newer["max_tokens"] == 32000
+    small = dataclasses.replace(effort, max_tokens=8000)
+    assert anthropic_body(small, "claude-haiku-4-5")["thinking"] == {"type": "enabled", "budget_tokens": 7999}
+
+
 def test_anthropic_unknown_models_encode_exactly_as_without_a_catalog() -> None:
     for model in ("claude-opus-4-8", "glm-4.6"):
         assert AnthropicCodec(catalog=BUILTIN_CATALOG).encode(CLAUDE_CODE, model) == AnthropicCodec().encode(

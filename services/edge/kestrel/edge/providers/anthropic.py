@@ -47,7 +47,7 @@ from kestrel.edge.canonical import (
 from kestrel.edge.errors import UpstreamUnavailable
 from kestrel.edge.formats.anthropic import Invalid, parse_event, parse_response, request_json
 from kestrel.edge.providers.base import Encoded, UpstreamFailure
-from kestrel.edge.providers.capabilities import UNKNOWN, ModelCaps, ModelCatalog, fit_to_model
+from kestrel.edge.providers.capabilities import UNKNOWN, ModelCaps, ModelCatalog, effort_of, fit_to_model
 from kestrel.edge.sse import FrameCutter, iter_events
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -129,6 +129,11 @@ class AnthropicCodec:
         return UpstreamFailure(status, kind, message, _retry_after(headers, self._clock))
 
 
+EFFORT_BUDGETS = {"minimal": 1024, "low": 4096, "medium": 10_000, "high": 24_000, "xhigh": 32_000, "max": 32_000}
+"""Thinking budget for an effort word, on a model that takes only budgets; low, medium and high
+fall in ``effort_of``'s buckets for those words, so the budget reads back as the same effort."""
+
+
 def fit_request(
     request: Request, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS, caps: ModelCaps = UNKNOWN
 ) -> Request:
@@ -136,8 +141,9 @@ def fit_request(
     an Anthropic-born request within the model's limits.
 
     ``caps`` first (``fit_to_model``: ``max_tokens`` clamped to the model's output cap, thinking
-    dropped on a model without it); a default ``max_tokens`` is capped the same way, and the
-    thinking budget then fits below whatever ``max_tokens`` came out.
+    dropped on a model without it); a default ``max_tokens`` is capped the same way. A model that
+    takes only budgets gets adaptive thinking (an OpenAI client's effort) as ``EFFORT_BUDGETS``
+    says, and no ``output_config.effort``. The thinking budget then fits below ``max_tokens``.
     """
     request = fit_to_model(request, caps)
     thinking = request.thinking
@@ -147,6 +153,11 @@ def fit_request(
         max_tokens = default_max_tokens + (thinking.budget_tokens if thinking.enabled else 0)
         if caps.max_output_tokens is not None:
             max_tokens = min(max_tokens, caps.max_output_tokens)
+    if caps.thinking in ("budget", "none"):
+        # Adaptive thinking and ``output_config.effort`` came with later models: these take a budget.
+        if thinking.enabled and not thinking.budget_tokens:
+            thinking = ThinkingConfig(enabled=True, budget_tokens=EFFORT_BUDGETS.get(effort_of(thinking), 10_000))
+        thinking = dataclasses.replace(thinking, effort="")
     if thinking.enabled and thinking.budget_tokens:
         budget = min(max(thinking.budget_tokens, MIN_THINKING_BUDGET), max_tokens - 1)
         thinking = dataclasses.replace(thinking, budget_tokens=budget)

@@ -175,6 +175,8 @@ BUILTIN: tuple[tuple[str, ModelCaps], ...] = (
     ("claude-opus-4-5*", ModelCaps(max_output_tokens=64000, thinking="budget")),
     # uncertain: later Opus versions (4.6+) are left unknown: their cap may be above 64000.
     ("claude-sonnet-4*", ModelCaps(max_output_tokens=64000, thinking="budget")),
+    # Sonnet 4.6 takes adaptive thinking and effort: how thinking is asked for is left as it is.
+    ("claude-sonnet-4-6*", ModelCaps(max_output_tokens=64000)),
     ("claude-haiku-4-5*", ModelCaps(max_output_tokens=64000, thinking="budget")),
 )
 """The built-in table: ``(glob, caps)``, resolved by specificity (module docstring), not order."""
