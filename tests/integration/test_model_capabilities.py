@@ -16,6 +16,7 @@ import pytest
 from integration.harness import running_kestrel
 from kestrel.edge.canonical import Message, Request, Text, ThinkingConfig
 from kestrel.edge.providers.openai import OpenAICodec
+from kestrel.edge.testing.stream_validators import validate_anthropic_sse
 from kestrel.sim.config import DEFAULT_MODELS, ModelInfo, SimConfig
 from kestrel.sim.testing import SimHandle, running_sim
 
@@ -107,3 +108,43 @@ def test_a_routing_models_entry_makes_an_unknown_model_fit(sim: SimHandle, tmp_p
     sent = json.loads(sim.requests()[-1]["body"])
     assert sent["model"] == "acme-chat"
     assert sent["max_completion_tokens"] == CAP and "reasoning_effort" not in sent
+
+
+# -- same dialect, but routing changed the model ---------------------------------------------
+
+
+def over_anthropic(sim: SimHandle, tmp: Path):  # type: ignore[no-untyped-def]
+    account = {
+        "id": "anthropic-1",
+        "base_url": sim.url,
+        "api_key": "sk-anthropic",
+        "model_map": {"claude-opus-4-8": "claude-opus-4-1"},
+    }
+    return running_kestrel(tmp, accounts=[account])
+
+
+def test_a_mapped_model_that_would_refuse_the_body_gets_it_fitted(sim: SimHandle, tmp_path: Path) -> None:
+    """Opus 4.8 takes 64000 output tokens, Opus 4.1 (where model_map sends it) 32000: forwarding the
+    body as is would be a 400, so it is fitted; a body within the limit is still passed through."""
+    sim.reset()
+    body = {**CLAUDE_CODE, "model": "claude-opus-4-8", "max_tokens": 64000, "stream": True}
+    direct = httpx.post(
+        sim.url + "/v1/messages",
+        json={**body, "model": "claude-opus-4-1"},
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+    )
+    assert direct.status_code == 400 and "max_tokens" in direct.json()["error"]["message"]
+    with over_anthropic(sim, tmp_path) as kestrel:
+        fitted = httpx.post(kestrel.url + "/v1/messages", json=body, headers={"x-api-key": "k"}, timeout=30)
+        assert fitted.status_code == 200, fitted.text
+        validate_anthropic_sse(fitted.content)
+        sent = json.loads(sim.requests()[-1]["body"])
+        assert (sent["model"], sent["max_tokens"]) == ("claude-opus-4-1", 32000)
+        assert sent["thinking"] == {"type": "enabled", "budget_tokens": 10000}
+        assert sent["system"] == [{"type": "text", "text": "You are Claude Code."}]
+
+        within = json.dumps({**body, "max_tokens": 16000}).encode()
+        passed = httpx.post(kestrel.url + "/v1/messages", content=within, headers={"x-api-key": "k"}, timeout=30)
+        assert passed.status_code == 200
+        forwarded = sim.requests()[-1]["body"].encode()
+        assert forwarded == within.replace(b'"model": "claude-opus-4-8"', b'"model":"claude-opus-4-1"')

@@ -7,7 +7,8 @@ last model of the chain waits (up to ``scheduler.max_wait_seconds``) for a busy 
 ones fall back at once.
 
 Each attempt is either passthrough (the account speaks the client's dialect: bytes forwarded, only
-``model`` rewritten when the account names it differently) or translated (the canonical request
+``model`` rewritten when the account names it differently, unless the body asks that other model
+for something it refuses: ``model_fit``) or translated (the canonical request
 encoded by the account's codec, the answer decoded and rendered in the client's dialect). The
 loop ends with an open upstream response (``Opened``; the relay takes it from there) or a final
 answer (``Reply``): an upstream error in the client's dialect, or Kestrel's own error.
@@ -31,8 +32,10 @@ from kestrel.edge.dialects.clients import ClientDialect
 from kestrel.edge.errors import GatewayError, NotFound, RateLimited, UpstreamUnavailable
 from kestrel.edge.exchange import Exchange
 from kestrel.edge.headers import as_text, upstream_request_headers
+from kestrel.edge.model_fit import fits_as_is
 from kestrel.edge.pipes import EventTap, OpenAIUsageTap, PassthroughPipe, Pipe, TranslatedPipe
 from kestrel.edge.providers.base import Codec, StreamDecoder
+from kestrel.edge.providers.capabilities import ModelCatalog
 from kestrel.edge.providers.openai import OpenAICodec, estimate_input_tokens
 from kestrel.edge.signatures import SignatureStore
 from kestrel.edge.signatures.keep import SigningDecoder, current_turn_unsigned, restore, signed_calls
@@ -131,8 +134,10 @@ class AttemptLoop:
         edge: EdgeConfig,
         scheduling: SchedulerConfig,
         signatures: SignatureStore,
+        catalog: ModelCatalog,
     ) -> None:
         self._scheduler = scheduler
+        self._catalog = catalog
         self._signatures = signatures
         self._upstreams = upstreams
         self._accounts = accounts
@@ -218,7 +223,10 @@ class AttemptLoop:
         upstream = self._upstreams[lease.account_id]
         account = self._accounts[lease.account_id]
         upstream_model = account.upstream_model(model)
-        if upstream.provider == call.dialect.name:
+        if upstream.provider == call.dialect.name and (
+            upstream_model == call.requested_model
+            or fits_as_is(call.dialect.name, call.body, self._catalog.caps(upstream_model))
+        ):
             return await self._passthrough(exchange, call, upstream, upstream_model, lease, attempt)
         if call.count_tokens:
             return self._count_locally(call, lease, attempt)

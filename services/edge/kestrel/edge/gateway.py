@@ -63,7 +63,7 @@ class Gateway:
         catalog = catalog_for(config.routing)
         codecs = {a.id: codec_for(a, catalog) for a in config.accounts}
         self._loop = AttemptLoop(
-            scheduler, upstreams, accounts, codecs, client, config.edge, config.scheduler, signatures
+            scheduler, upstreams, accounts, codecs, client, config.edge, config.scheduler, signatures, catalog
         )
         self.draining = False
 
