@@ -36,6 +36,7 @@ from kestrel.edge.dialects.openai import OpenAIStreamRenderer
 from kestrel.edge.formats import anthropic as anthropic_format
 from kestrel.edge.pipes import PassthroughPipe, TranslatedPipe
 from kestrel.edge.providers.anthropic import AnthropicCodec
+from kestrel.edge.providers.capabilities import BUILTIN_CATALOG
 from kestrel.edge.providers.gemini import GeminiCodec
 from kestrel.edge.providers.openai import OpenAICodec
 from kestrel.edge.testing.gemini_wire import stream_sse
@@ -75,7 +76,10 @@ def main() -> int:
     openai_stream = frames_of(OpenAIStreamRenderer("m", True).render_all(events))
     request = anthropic_format.parse_request(BODY)
     gemini_stream = frames_of(stream_sse(assemble(events), fragment=12))
-    openai_body = OpenAICodec().encode(request, "gpt-5").body
+    # Codecs as the gateway builds them: once, with the model capability table.
+    to_openai, to_anthropic = OpenAICodec(catalog=BUILTIN_CATALOG), AnthropicCodec(catalog=BUILTIN_CATALOG)
+    to_gemini = GeminiCodec(BUILTIN_CATALOG)
+    openai_body = to_openai.encode(request, "gpt-5").body
 
     def relay(make: Callable[[], object], chunks: list[bytes]) -> Callable[[], None]:
         def run() -> None:
@@ -93,14 +97,14 @@ def main() -> int:
         ),
         "anthropic client <- openai upstream": (
             relay(
-                lambda: TranslatedPipe(OpenAICodec().stream_decoder(request), ANTHROPIC.stream_renderer(request, "m")),
+                lambda: TranslatedPipe(to_openai.stream_decoder(request), ANTHROPIC.stream_renderer(request, "m")),
                 openai_stream,
             ),
             len(openai_stream),
         ),
         "openai client <- anthropic upstream": (
             relay(
-                lambda: TranslatedPipe(AnthropicCodec().stream_decoder(request), OPENAI.stream_renderer(request, "m")),
+                lambda: TranslatedPipe(to_anthropic.stream_decoder(request), OPENAI.stream_renderer(request, "m")),
                 anthropic_stream,
             ),
             len(anthropic_stream),
@@ -108,16 +112,20 @@ def main() -> int:
     }
     streams["anthropic client <- gemini upstream"] = (
         relay(
-            lambda: TranslatedPipe(GeminiCodec().stream_decoder(request), ANTHROPIC.stream_renderer(request, "m")),
+            lambda: TranslatedPipe(to_gemini.stream_decoder(request), ANTHROPIC.stream_renderer(request, "m")),
             gemini_stream,
         ),
         len(gemini_stream),
     )
     requests = {
         "passthrough (parse routing fields)": lambda: parse_messages(BODY, {}),
-        "anthropic client -> openai upstream": lambda: OpenAICodec().encode(anthropic_format.parse_request(BODY), "g"),
-        "openai client -> anthropic upstream": lambda: AnthropicCodec().encode(OPENAI.parse(openai_body), "c"),
-        "anthropic client -> gemini upstream": lambda: GeminiCodec().encode(anthropic_format.parse_request(BODY), "g"),
+        "anthropic client -> openai upstream": lambda: to_openai.encode(anthropic_format.parse_request(BODY), "gpt-5"),
+        "openai client -> anthropic upstream": lambda: to_anthropic.encode(
+            OPENAI.parse(openai_body), "claude-sonnet-4-5"
+        ),
+        "anthropic client -> gemini upstream": lambda: to_gemini.encode(
+            anthropic_format.parse_request(BODY), "gemini-2.5-pro"
+        ),
     }
     print(f"translate: Claude Code-like request of {len(BODY)} bytes; a stream of {len(events)} events")
     print(f"{'request direction':<40}{'us/request':>12}{'vs passthrough':>16}")
