@@ -125,6 +125,8 @@ def test_config_from_the_caller_or_the_environment(
 ) -> None:
     assert main(["--json"], config_path=str(config_file)) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["--json", "-c", str(config_file)]) == 0, "-c as for kestrel up"
+    assert len(capsys.readouterr().out.splitlines()) == 2
     monkeypatch.setenv("KESTREL_CONFIG", str(config_file))
     assert main(["--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the most recent requests through the gateway.",
         epilog="kestrel logs prune --older-than 30d: delete old requests (see --help there)",
     )
-    parser.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV})")
+    parser.add_argument("-c", "--config", help=f"configuration file (default: ${CONFIG_ENV})")
     parser.add_argument("-n", "--limit", type=_non_negative, default=20, help="how many requests (default 20)")
     parser.add_argument("--account", help="only requests served by this account id")
     parser.add_argument("--model", help="only requests for this model, requested or served")
@@ -112,7 +112,7 @@ async def _fetch(target: str, args: argparse.Namespace) -> list[RequestEvent]:
 
 def build_prune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kestrel logs prune", description="Delete requests older than a given age.")
-    parser.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV})")
+    parser.add_argument("-c", "--config", help=f"configuration file (default: ${CONFIG_ENV})")
     parser.add_argument(
         "--older-than",
         type=_duration,
@@ -151,7 +151,7 @@ def build_migrate_parser() -> argparse.ArgumentParser:
         prog="kestrel migrate",
         description="Bring the request-log schema to this version of Kestrel.",
     )
-    parser.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV})")
+    parser.add_argument("-c", "--config", help=f"configuration file (default: ${CONFIG_ENV})")
     _database_arg(parser)
     return parser
 
