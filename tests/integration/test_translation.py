@@ -16,6 +16,7 @@ from integration.harness import KestrelHandle, running_kestrel
 from integration.rawtap import RawTap
 from kestrel.edge.testing.openai_stream import validate_openai_sse
 from kestrel.edge.testing.stream_validators import validate_anthropic_sse
+from kestrel.sim.config import SimConfig
 from kestrel.sim.testing import SimHandle, running_sim
 
 PLACEHOLDERS = {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
@@ -203,6 +204,57 @@ def test_openai_sdk_tool_round_trip_over_anthropic(over_anthropic: KestrelHandle
         if b.get("type") == "tool_result"
     )
     assert result["tool_use_id"] == call.id
+
+
+def test_openai_sdk_over_anthropic_with_reasoning_gets_its_thinking_carried_by_the_gateway(tmp_path: Path) -> None:
+    """With thinking on, Anthropic refuses a tool loop whose turn does not start with its (signed)
+    thinking, which an OpenAI client cannot send back: the gateway kept it and puts it back. When
+    it has nothing kept (another Kestrel here, with its own memory), the turn goes without thinking
+    rather than failing."""
+    answers = [
+        {
+            "content": [
+                {"type": "thinking", "thinking": "The user wants main.py; I should read it."},
+                {"type": "text", "text": "Reading it."},
+                {"type": "tool_use", "name": "read_file", "input": {"path": "main.py"}},
+            ]
+        },
+        {"content": [{"type": "thinking", "thinking": "It has main."}, {"type": "text", "text": "It defines main()."}]},
+    ]
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": TOOLS[0]["input_schema"]}}]
+    ask = {"model": "gpt-5", "tools": tools, "reasoning_effort": "low"}
+    with running_sim(SimConfig(verify_signatures=True)) as sim:
+        account = {"id": "a", "base_url": sim.url, "api_key": "sk-a", "model_map": {"gpt-*": "claude-sonnet-4-5"}}
+        with running_kestrel(tmp_path / "one", accounts=[account]) as kestrel:
+            client = openai.OpenAI(base_url=kestrel.url + "/v1", api_key="k", max_retries=0)
+            for stream_first in (True, False):
+                sim.script(answers)
+                messages: list[dict] = [{"role": "user", "content": "what is in main.py?"}]
+                if stream_first:
+                    with client.chat.completions.stream(messages=messages, **ask) as stream:
+                        first = stream.get_final_completion()
+                else:
+                    first = client.chat.completions.create(messages=messages, **ask)
+                assert json.loads(sim.requests()[-1]["body"])["thinking"]["type"] == "enabled"
+                call = first.choices[0].message.tool_calls[0]
+                messages += [
+                    first.choices[0].message.model_dump(exclude_none=True),
+                    {"role": "tool", "tool_call_id": call.id, "content": "def main(): ..."},
+                ]
+                assert "signature" not in json.dumps(messages), "the client carries no signature"
+                second = client.chat.completions.create(messages=messages, **ask)
+                assert second.choices[0].message.content == "It defines main()."
+                sent = json.loads(sim.requests()[-1]["body"])
+                assert sent["thinking"]["type"] == "enabled", "thinking stayed on"
+                turn = sent["messages"][1]["content"]
+                assert turn[0]["type"] == "thinking" and turn[0]["thinking"].startswith("The user wants main.py")
+                assert turn[0]["signature"], "the signature the upstream minted (the sim verifies it)"
+        with running_kestrel(tmp_path / "two", accounts=[account]) as other:
+            sim.script(answers[1:])
+            client = openai.OpenAI(base_url=other.url + "/v1", api_key="k", max_retries=0)
+            second = client.chat.completions.create(messages=messages, **ask)
+            assert second.choices[0].message.content == "It defines main()."
+            assert "thinking" not in json.loads(sim.requests()[-1]["body"]), "nothing kept: thinking off, not a 400"
 
 
 def test_openai_client_gets_errors_in_its_own_envelope(over_anthropic: KestrelHandle) -> None:

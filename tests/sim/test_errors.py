@@ -62,6 +62,25 @@ def test_unanswered_tool_use_is_refused_like_upstream(sim: SimHandle) -> None:
     assert "tool_use` ids were found without `tool_result` blocks immediately after" in message
 
 
+def test_with_thinking_the_answered_tool_turn_must_start_with_thinking(sim: SimHandle) -> None:
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}
+    loop = [
+        {"role": "user", "content": "read it"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Reading."}, call]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]},
+    ]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    body = {**GOOD, "max_tokens": 2000, "messages": loop, "thinking": thinking}
+    message = _error(httpx.post(sim.url + "/v1/messages", json=body, headers=HEADERS), 400, "invalid_request_error")
+    assert message.startswith("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`")
+    assert httpx.post(sim.url + "/v1/messages", json={**body, "thinking": None}, headers=HEADERS).status_code == 200
+    led = [loop[0], {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "x"}, call]}, loop[2]]
+    assert httpx.post(sim.url + "/v1/messages", json={**body, "messages": led}, headers=HEADERS).status_code == 200
+    # a new user question (no tool results last) has no such requirement
+    asked = [*loop, {"role": "assistant", "content": "done"}, {"role": "user", "content": "thanks"}]
+    assert httpx.post(sim.url + "/v1/messages", json={**body, "messages": asked}, headers=HEADERS).status_code == 200
+
+
 def test_too_many_cache_breakpoints(sim: SimHandle) -> None:
     block = {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}
     body = {**GOOD, "messages": [{"role": "user", "content": [block] * 5}]}

@@ -38,7 +38,7 @@ from kestrel.edge.providers.base import Codec, StreamDecoder
 from kestrel.edge.providers.capabilities import ModelCatalog
 from kestrel.edge.providers.openai import OpenAICodec, estimate_input_tokens
 from kestrel.edge.signatures import SignatureStore
-from kestrel.edge.signatures.keep import SigningDecoder, current_turn_unsigned, restore, signed_calls
+from kestrel.edge.signatures.keep import KEEPERS
 from kestrel.edge.tap import UsageTap
 from kestrel.edge.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTransport
 from kestrel.scheduler.contract import (
@@ -259,8 +259,9 @@ class AttemptLoop:
     ) -> Opened | Reply:
         request = call.canonical()
         codec = self._codecs[upstream.account_id]
-        if codec.signs_calls and (unsigned := current_turn_unsigned(request)):
-            request = restore(request, await self._signatures.recall(unsigned))
+        keeper = KEEPERS.get(codec.kind)
+        if keeper is not None and (missing := keeper.missing(request)):
+            request = keeper.restore(request, await self._signatures.recall(missing))
         encoded = codec.encode(dataclasses.replace(request, stream=call.stream), model)
         headers = [*encoded.headers, upstream.credential, (b"accept-encoding", b"identity")]
         response = await self._client.open(upstream, "POST", encoded.path, headers, encoded.body)
@@ -280,15 +281,15 @@ class AttemptLoop:
         if not call.stream:
             raw = await response.read()
             decoded = codec.decode_response(raw)
-            if codec.signs_calls and (signed := signed_calls(decoded)):
-                self._signatures.remember(signed)
+            if keeper is not None and (kept := keeper.kept(decoded)):
+                self._signatures.remember(kept)
             tap = EventTap()
             tap.response(decoded)
             body = call.dialect.render_response(decoded, decoded.model or model)
             return Opened(lease, attempt, response, body, tap, translated=True)
         decoder: StreamDecoder = codec.stream_decoder(request)
-        if codec.signs_calls:
-            decoder = SigningDecoder(decoder, self._signatures)
+        if keeper is not None:
+            decoder = keeper.watching(decoder, self._signatures)
         pipe = TranslatedPipe(decoder, call.dialect.stream_renderer(request, model))
         return await self._peek(response, lease, attempt, pipe, call, translated=True)
 

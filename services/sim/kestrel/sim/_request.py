@@ -18,7 +18,11 @@ Checks, each a 400 ``invalid_request_error`` unless noted:
 * ``thinking.enabled`` has ``budget_tokens >= 1024`` and below ``max_tokens`` (unless the
   interleaved-thinking beta is on);
 * at most 4 ``cache_control`` blocks, ``ttl`` is ``5m`` or ``1h``;
-* with ``verify_signatures``: thinking blocks carry a signature the sim minted.
+* with ``verify_signatures``: thinking blocks carry a signature the sim minted;
+* with ``thinking.type: enabled``, when the last message answers tool calls, the assistant turn
+  that made them starts with a thinking block (the API's "a final `assistant` message must start
+  with a thinking block"). Not checked for ``adaptive``, where the model may choose not to think
+  (and scripted answers, sent as scripted, may have no thinking).
 """
 
 from __future__ import annotations
@@ -178,6 +182,8 @@ def parse_messages(
     _add_tools(prompt, data.get("tools"))
     _add_system(prompt, data.get("system"))
     last_user_text = _add_messages(prompt, messages, verify_signatures, system_messages)
+    if thinking == "enabled" and not count_only:
+        _check_thinking_leads_the_tool_loop(messages)
     if "cache_control" in data and prompt.segments:
         last = len(prompt.segments) - 1
         if not any(index == last for index, _ in prompt.breakpoints):
@@ -313,6 +319,30 @@ def _add_messages(prompt: Prompt, messages: list[Any], verify_signatures: bool, 
         if role == "user":
             last_user_text = content if isinstance(content, str) else "\n".join(texts)
     return last_user_text
+
+
+def _check_thinking_leads_the_tool_loop(messages: list[Any]) -> None:
+    """With thinking on, the assistant turn whose tool calls the last message answers must start
+    with its thinking (the API's own rule: the model resumes that reasoning)."""
+    last = messages[-1]
+    content = last.get("content") if last.get("role") == "user" else None
+    if not isinstance(content, list) or not any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    ):
+        return
+    i = max((k for k, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    blocks = messages[i].get("content") if i >= 0 else None
+    if not isinstance(blocks, list) or not blocks:
+        return
+    first = blocks[0].get("type") if isinstance(blocks[0], dict) else None
+    if first not in ("thinking", "redacted_thinking"):
+        raise RequestError(
+            f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. "
+            "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+            "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
+            "thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult "
+            "our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+        )
 
 
 def _check_signature(block: dict[str, Any], i: int, j: int) -> None:

@@ -31,6 +31,7 @@ from kestrel.edge.canonical import (
     MessageDelta,
     MessageStart,
     MessageStop,
+    RedactedThinking,
     Request,
     Response,
     SignatureDelta,
@@ -42,6 +43,7 @@ from kestrel.edge.canonical import (
     ThinkingDelta,
     ToolChoiceKind,
     ToolInputDelta,
+    ToolResult,
     Usage,
 )
 from kestrel.edge.errors import UpstreamUnavailable
@@ -87,7 +89,6 @@ class AnthropicCodec:
     """``Codec`` for ``POST /v1/messages``."""
 
     kind = "anthropic"
-    signs_calls = False
 
     def __init__(
         self,
@@ -163,6 +164,11 @@ def fit_request(
         thinking = dataclasses.replace(thinking, budget_tokens=budget)
         if budget < MIN_THINKING_BUDGET:
             thinking = ThinkingConfig(effort=thinking.effort)
+    messages = _sendable(request.messages)
+    if thinking.enabled and not _thinking_leads_the_answered_turn(messages):
+        # "A final assistant message must start with a thinking block": the client (or a fallback
+        # from another provider) lost it and the edge kept none, so this turn goes without.
+        thinking = ThinkingConfig(effort=thinking.effort)
     if thinking.enabled and forced:
         # "Thinking may not be enabled when tool_choice forces tool use": the forced call is what
         # the client asked for explicitly, so thinking gives way.
@@ -176,7 +182,7 @@ def fit_request(
     return dataclasses.replace(
         request,
         model=model,
-        messages=_sendable(request.messages),
+        messages=messages,
         max_tokens=max_tokens,
         thinking=thinking,
         temperature=temperature,
@@ -203,6 +209,16 @@ def _sendable(messages: tuple[Message, ...]) -> tuple[Message, ...]:
         if content:
             out.append(dataclasses.replace(message, content=content))
     return tuple(out)
+
+
+def _thinking_leads_the_answered_turn(messages: tuple[Message, ...]) -> bool:
+    """False when the last message answers tool calls whose turn does not start with thinking."""
+    if not messages or messages[-1].role != "user":
+        return True
+    if not any(isinstance(b, ToolResult) for b in messages[-1].content):
+        return True
+    turn = next((m for m in reversed(messages[:-1]) if m.role == "assistant"), None)
+    return turn is None or isinstance(turn.content[0], Thinking | RedactedThinking)
 
 
 def _error_envelope(body: bytes) -> tuple[str, str]:

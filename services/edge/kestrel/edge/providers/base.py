@@ -50,9 +50,6 @@ class StreamDecoder(Protocol):
 class Codec(Protocol):
     kind: str
     """``anthropic``, ``openai`` or ``gemini``."""
-    signs_calls: bool
-    """The upstream signs tool calls and wants the signature back with each call (Gemini): the
-    edge keeps those signatures for clients that drop them (``edge.signatures``)."""
 
     def encode(self, request: Request, model: str) -> Encoded:
         """The upstream request for ``request`` asking for ``model`` (the upstream's own name)."""

@@ -112,7 +112,6 @@ class GeminiCodec:
     """``Codec`` for the Gemini Developer API (``x-goog-api-key`` is added by the caller)."""
 
     kind = "gemini"
-    signs_calls = True
 
     def __init__(self, catalog: ModelCatalog | None = None) -> None:
         self.catalog = catalog

@@ -1,16 +1,15 @@
-"""Thought signatures the gateway keeps for clients that cannot carry them back.
+"""Signed state the gateway keeps for clients that cannot carry it back to the upstream.
 
-Gemini signs each function call it makes (``thoughtSignature``) and, on Gemini 3, refuses the next
-turn when the call comes back without it. An Anthropic-dialect client carries the signature home
-inside a thinking block, but an OpenAI-dialect client has nowhere to put it: chat completions has
-no field for it, so the call returns bare and the encoder can only send Google's placeholder,
-which Gemini accepts at the cost of the model losing its reasoning context.
+Gemini signs each function call (``thoughtSignature``) and Anthropic signs thinking; both want it
+back on the next turn (Gemini 3 refuses calls without it; Anthropic refuses a tool loop whose last
+turn does not start with its thinking). An Anthropic-dialect client carries it home in thinking
+blocks, but an OpenAI-dialect client has no field for either, so without help the next turn goes
+out with Google's placeholder, or with thinking switched off.
 
-So the edge keeps what it relays: every signed call decoded from a Gemini answer is remembered
-under its tool-call id (``keep.SigningDecoder``, ``keep.signed_calls``), and before a request is
-encoded for Gemini, calls that come back unsigned get their signature again (``keep.restore``).
-The store is per process for ``kestrel up`` (``MemorySignatureStore``) and Redis for a cluster
-(``RedisSignatureStore``), so whichever edge replica serves the next turn finds it.
+So the edge keeps what it relays: ``keep`` says, per upstream, what to remember from an answer and
+what to put back into the next request; the store behind ``SignatureStore`` is per process for
+``kestrel up`` (``MemorySignatureStore``) and Redis for a cluster (``redis.RedisSignatureStore``),
+so whichever edge replica serves the next turn finds it.
 """
 
 from kestrel.edge.signatures.base import SignatureStore

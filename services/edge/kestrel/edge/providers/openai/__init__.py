@@ -64,7 +64,6 @@ class OpenAICodec:
     """The ``Codec`` for one OpenAI-compatible service, described by its ``Preset``."""
 
     kind = "openai"
-    signs_calls = False
     _REMEMBERED = 4096
 
     def __init__(self, preset: Preset = OPENAI, catalog: ModelCatalog | None = None) -> None:
