@@ -38,6 +38,7 @@ from kestrel.edge.canonical import (
     RedactedThinking,
     Request,
     Response,
+    ResponseFormat,
     StopReason,
     Text,
     Thinking,
@@ -133,8 +134,8 @@ def openai_view(request: Request) -> dict[str, Any]:
     definitions (description, schema; names as ``_wire`` writes them, consistently with the calls
     and the tool choice), tool choice (kind, name, parallel calls), the first four stop sequences
     (OpenAI's limit), ``max_tokens``, temperature, ``top_p``, the stream flag, the user id, whether
-    thinking is on. Dropped: ``top_k``, cache markers, the thinking budget (OpenAI takes an
-    effort), thinking blocks.
+    thinking is on, the response format (kind and schema; OpenAI adds a name). Dropped: ``top_k``,
+    cache markers, the thinking budget (OpenAI takes an effort), thinking blocks.
     """
     system = "\n\n".join(t.text for t in request.system)
     choice = request.tool_choice
@@ -152,14 +153,21 @@ def openai_view(request: Request) -> dict[str, Any]:
         "stream": request.stream,
         "user": request.user,
         "thinking": request.thinking.enabled,
+        "response_format": _format_view(request.response_format),
     }
+
+
+def _format_view(response_format: ResponseFormat | None) -> tuple[str, dict[str, Any] | None] | None:
+    """A response format without what only OpenAI has a field for (name, strictness, description)."""
+    return None if response_format is None else (response_format.kind, response_format.schema)
 
 
 def _conversation_view(request: Request) -> dict[str, Any]:
     """The part of ``openai_view`` an Anthropic upstream is sent unchanged (``fit_request`` may drop
     sampling settings and thinking, which the Anthropic provider's own tests cover)."""
     view = openai_view(request)
-    return {k: view[k] for k in ("messages", "system", "tools", "tool_choice", "stop_sequences", "max_tokens")}
+    keys = ("messages", "system", "tools", "tool_choice", "stop_sequences", "max_tokens", "response_format")
+    return {k: view[k] for k in keys}
 
 
 @PROPERTY
@@ -170,9 +178,9 @@ def test_an_anthropic_conversation_survives_openai_and_back(request: Request) ->
     Compared (``openai_view``): text, base64 and URL images, tool calls with their ids, names (long
     ones shortened the same way everywhere) and inputs, tool results as text, roles and turn
     structure, system text, tool definitions, tool choice, stop sequences, ``max_tokens``, sampling,
-    the stream flag, the user id. Knowingly dropped: thinking blocks and their signatures,
-    ``is_error`` on results, cache markers, ``top_k``, the thinking budget, stop sequences beyond
-    four; merged: several text blocks of one turn.
+    the stream flag, the user id, the response format (kind and schema). Knowingly dropped:
+    thinking blocks and their signatures, ``is_error`` on results, cache markers, ``top_k``, the
+    thinking budget, stop sequences beyond four; merged: several text blocks of one turn.
     """
     body = orjson.dumps(anthropic_json.request_json(request))
     parsed = anthropic_json.parse_request(body)
@@ -324,8 +332,9 @@ def gemini_view(request: Request) -> dict[str, Any]:
     without parameters); the tool choice when there are tools (kind and name; a forced tool without
     a name is ``any``); the first five stop sequences; ``max_tokens``, temperature, ``top_p``,
     ``top_k``; the stream flag (it travels in the URL); thinking on or off, with its budget capped at
-    24576 and an adaptive one (0) sent as dynamic (-1), which reads back as adaptive. Dropped: cache
-    markers, ``disable_parallel``, the user id, ``include_usage``, ``extra``, the thinking effort.
+    24576 and an adaptive one (0) sent as dynamic (-1), which reads back as adaptive; the response
+    format (``_gemini_format``). Dropped: cache markers, ``disable_parallel``, the user id,
+    ``include_usage``, ``extra``, the thinking effort.
     """
     system = "\n\n".join(
         t.text for t in request.system if t.text.strip() and not t.text.lstrip().startswith(BILLING_PREFIX)
@@ -353,7 +362,23 @@ def gemini_view(request: Request) -> dict[str, Any]:
             if request.thinking.enabled
             else ThinkingConfig()
         ),
+        "response_format": _gemini_format(request),
     }
+
+
+def _gemini_format(request: Request) -> ResponseFormat | None:
+    """The response format as Gemini carries it: none while a declared tool may be called; else a
+    ``json_schema`` with the schema sanitized as tool parameters are, or ``json_object`` (JSON mode
+    alone) when nothing of it survives as an object with properties."""
+    choice = request.tool_choice
+    if request.response_format is None or (
+        request.tools and (choice is None or choice.kind is not ToolChoiceKind.NONE)
+    ):
+        return None
+    schema = (
+        function_parameters(request.response_format.schema) if request.response_format.kind == "json_schema" else None
+    )
+    return ResponseFormat("json_schema", schema) if schema is not None else ResponseFormat("json_object")
 
 
 def _unsigned(blocks: tuple[Block, ...]) -> tuple[Block, ...]:
@@ -415,8 +440,9 @@ def test_an_anthropic_conversation_survives_gemini_and_back(request: Request) ->
     first), system text (billing block dropped), system messages as ``<system>`` user text, Gemini's
     own thought signatures where the encoder puts them (plus the placeholder on unsigned first
     calls), tool definitions with sanitized schemas, tool choice, stop sequences up to five,
-    ``max_tokens``, sampling including ``top_k``, the stream flag, the thinking budget. Knowingly
-    dropped: thinking text, redacted thinking, other providers' signatures, cache markers,
+    ``max_tokens``, sampling including ``top_k``, the stream flag, the thinking budget, the response
+    format (sanitized as tool schemas are; none while a tool may be called). Knowingly dropped:
+    thinking text, redacted thinking, other providers' signatures, cache markers,
     ``disable_parallel``, the user id. Reading the body back and encoding it again gives the same
     bytes. The Anthropic leg keeps ``_gemini_conversation_view``.
     """

@@ -25,6 +25,7 @@ from kestrel.edge.canonical import (
     Ping,
     Request,
     Response,
+    ResponseFormat,
     StopReason,
     StreamError,
     Text,
@@ -139,7 +140,8 @@ def test_parse_golden_request() -> None:
         thinking=ThinkingConfig(enabled=True, effort="high"),
         stream=True,
         include_usage=True,
-        extra={"response_format": {"type": "json_object"}, "seed": 7},
+        response_format=ResponseFormat("json_object"),
+        extra={"seed": 7},
     )
 
 
@@ -187,6 +189,40 @@ def test_defaults_and_small_fields() -> None:
     )
 
 
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize(
+    ("response_format", "expected"),
+    [
+        (None, None),
+        ({"type": "text"}, None),
+        ({"type": "json_object"}, ResponseFormat("json_object")),
+        (
+            {"type": "json_schema", "json_schema": {"name": "City", "schema": SCHEMA, "strict": True}},
+            ResponseFormat("json_schema", SCHEMA, "City", True),
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"name": "c", "description": "a city", "schema": SCHEMA}},
+            ResponseFormat("json_schema", SCHEMA, "c", None, "a city"),
+        ),
+        ({"type": "json_schema", "json_schema": {"name": "any"}}, ResponseFormat("json_schema", None, "any")),
+    ],
+)
+def test_response_format_is_canonical_not_extra(
+    response_format: dict[str, Any] | None, expected: ResponseFormat | None
+) -> None:
+    parsed = parse_request(body(response_format=response_format))
+    assert parsed.response_format == expected
+    assert "response_format" not in parsed.extra  # so an OpenAI upstream does not get it twice
+
+
+def test_a_json_schema_request_encodes_back_as_it_came() -> None:
+    sent = {"type": "json_schema", "json_schema": {"name": "City", "schema": SCHEMA, "strict": True}}
+    encoded = orjson.loads(OpenAICodec().encode(parse_request(body(response_format=sent)), "gpt-x").body)
+    assert encoded["response_format"] == sent
+
+
 def assistant_calling(arguments: str) -> bytes:
     call = {"id": "a", "function": {"name": "T", "arguments": arguments}}
     return body(messages=[{"role": "assistant", "tool_calls": [call]}])
@@ -220,6 +256,11 @@ def assistant_calling(arguments: str) -> bytes:
         (body(temperature="hot"), "temperature"),
         (body(stop=[1]), "stop"),
         (body(stream="yes"), "stream"),
+        (body(response_format={"type": "xml"}), "response_format.type"),
+        (body(response_format={"type": "json_schema"}), r"response_format\.json_schema: an object"),
+        (body(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": []}}), "schema"),
+        (body(response_format={"type": "json_schema", "json_schema": {"name": 1}}), "json_schema.name"),
+        (body(response_format={"type": "json_schema", "json_schema": {"strict": "yes"}}), "strict"),
     ],
 )  # fmt: skip
 def test_parse_rejects_bad_input_naming_the_field(raw: bytes, message: str) -> None:

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from kestrel.edge.canonical import (
     Message,
     RedactedThinking,
     Request,
+    ResponseFormat,
     StopReason,
     Text,
     Thinking,
@@ -82,11 +84,8 @@ def test_a_claude_code_body_reads_into_the_canonical_model() -> None:
     assert request.thinking == ThinkingConfig(enabled=True, budget_tokens=0, effort="high")
     assert request.user.startswith('{"device_id"')
     assert (request.max_tokens, request.stream, request.temperature) == (32000, True, 1)
-    assert request.extra == {
-        "context_management": CLAUDE_CODE_BODY["context_management"],
-        "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
-        "service_tier": "auto",
-    }
+    assert request.response_format == ResponseFormat("json_schema", {"type": "object"})
+    assert request.extra == {"context_management": CLAUDE_CODE_BODY["context_management"], "service_tier": "auto"}
 
 
 @pytest.mark.parametrize(
@@ -135,6 +134,10 @@ def test_a_claude_code_body_reads_into_the_canonical_model() -> None:
         (
             {"metadata": {"user_id": None}, "tool_choice": {"type": "any", "disable_parallel_tool_use": False}},
             {"tool_choice": {"type": "any"}},
+        ),
+        (  # the deprecated beta spelling of structured output comes back in the current one
+            {"output_format": {"type": "json_schema", "schema": {"type": "object"}}},
+            {"output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
         ),
     ],
 )
@@ -207,8 +210,17 @@ def _requests() -> st.SearchStrategy[Request]:
         tool_choice=choice,
         thinking=thinking,
         user=texts(),
+        response_format=st.one_of(st.none(), st.builds(ResponseFormat, st.just("json_schema"), json_objects())),
         extra=extra,
-    )
+    ).map(_one_format)
+
+
+def _one_format(request: Request) -> Request:
+    """A request as parsing gives it: a format in ``extra`` only when none was understood."""
+    config = request.extra.get("output_config")
+    if request.response_format is not None and isinstance(config, dict) and "format" in config:
+        return dataclasses.replace(request, response_format=None)
+    return request
 
 
 @given(_requests())
@@ -284,6 +296,43 @@ def test_invalid_requests_name_the_field(change: dict[str, Any], message: str) -
         parse_request({**BASE, **change})
     assert message in caught.value.message
     assert (caught.value.status, caught.value.kind) == (400, "invalid_request_error")
+
+
+SCHEMA_FORMAT = {"type": "json_schema", "schema": SCHEMA}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected", "extra"),
+    [
+        ({"output_config": {"format": SCHEMA_FORMAT}}, ResponseFormat("json_schema", SCHEMA), {}),
+        (
+            {"output_config": {"format": SCHEMA_FORMAT, "effort": "low", "x": 1}},
+            ResponseFormat("json_schema", SCHEMA),
+            {"output_config": {"x": 1}},
+        ),
+        ({"output_format": SCHEMA_FORMAT}, ResponseFormat("json_schema", SCHEMA), {}),
+        (  # both spellings: the current one is understood, the other left for Anthropic to judge
+            {"output_config": {"format": SCHEMA_FORMAT}, "output_format": {"type": "json_schema", "schema": {}}},
+            ResponseFormat("json_schema", SCHEMA),
+            {"output_format": {"type": "json_schema", "schema": {}}},
+        ),
+        # shapes it does not know stay in extra exactly as sent
+        ({"output_config": {"format": None}}, None, {"output_config": {"format": None}}),
+        ({"output_config": {"format": {"type": "xml"}}}, None, {"output_config": {"format": {"type": "xml"}}}),
+        (
+            {"output_config": {"format": {"type": "json_schema", "schema": SCHEMA, "name": "n"}}},
+            None,
+            {"output_config": {"format": {"type": "json_schema", "schema": SCHEMA, "name": "n"}}},
+        ),
+        ({"output_format": {"type": "json_schema"}}, None, {"output_format": {"type": "json_schema"}}),
+    ],
+)
+def test_structured_output_reads_into_the_response_format(
+    fields: dict[str, Any], expected: ResponseFormat | None, extra: dict[str, Any]
+) -> None:
+    request = parse_request({**BASE, **fields})
+    assert (request.response_format, request.extra) == (expected, extra)
+    assert parse_request(request_json(request)) == request
 
 
 @pytest.mark.parametrize(

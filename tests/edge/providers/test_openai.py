@@ -22,6 +22,7 @@ from kestrel.edge.canonical import (
     MessageStart,
     MessageStop,
     Request,
+    ResponseFormat,
     SignatureDelta,
     StopReason,
     StreamError,
@@ -127,7 +128,8 @@ def test_encode_golden_request_for_openai() -> None:
         thinking=ThinkingConfig(enabled=True, budget_tokens=10000),
         stream=True,
         user="user-1",
-        extra={"context_management": {"edits": []}, "response_format": {"type": "json_object"}},
+        response_format=ResponseFormat("json_object"),
+        extra={"context_management": {"edits": []}, "response_format": {"type": "text"}},
     )
     encoded = OpenAICodec().encode(request, "gpt-5")
     assert encoded.path == "/v1/chat/completions"

@@ -139,6 +139,25 @@ class ThinkingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """Structured output: the answer's text must be JSON (OpenAI ``response_format``, Anthropic
+    ``output_config.format``, Gemini ``responseMimeType`` and ``responseSchema``). Plain text is no
+    ``ResponseFormat`` at all (``Request.response_format`` None, OpenAI's ``{type: "text"}``)."""
+
+    kind: str
+    """``json_object`` (any JSON object: OpenAI's JSON mode) or ``json_schema`` (JSON matching ``schema``)."""
+    schema: dict[str, Any] | None = None
+    """The JSON Schema the answer must match; None for ``json_object`` (or a ``json_schema`` the
+    client sent without one, which OpenAI allows)."""
+    name: str = ""
+    """OpenAI's ``json_schema.name``; empty when the client's API has none (Anthropic)."""
+    strict: bool | None = None
+    """OpenAI's ``json_schema.strict``; None when the client did not say."""
+    description: str = ""
+    """OpenAI's ``json_schema.description``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     model: str
     messages: tuple[Message, ...]
@@ -157,6 +176,8 @@ class Request:
     """The end user's id (Anthropic ``metadata.user_id``, OpenAI ``user``)."""
     include_usage: bool = True
     """OpenAI clients ask for the usage chunk; other dialects always get usage."""
+    response_format: ResponseFormat | None = None
+    """Structured output the client asked for; None for plain text."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields of the client's dialect this model does not carry, for a same-family upstream."""
 

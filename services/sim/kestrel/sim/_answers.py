@@ -13,7 +13,11 @@ A marker ends at the first ``]]`` (for ``tool``: the first ``]]`` after which th
 A tool marker whose JSON is not an object answers 400, so a typo in a test shows up at once.
 
 Default answer: one text block that echoes the request deterministically (same request, same
-text), long enough to stream as several deltas. When the request enables thinking (``enabled``
+text), long enough to stream as several deltas. When the request asks for structured output
+(Anthropic ``output_config.format``, OpenAI ``response_format`` ``json_object``/``json_schema``,
+Gemini ``responseMimeType: application/json``), that text is instead a small JSON value matching
+the schema (``_instance``: each required property with a placeholder; ``{}`` for JSON mode), so an
+SDK's ``.parse()`` succeeds on simple schemas. When the request enables thinking (``enabled``
 or ``adaptive``; OpenAI's ``reasoning_effort``; Gemini's ``thinkingConfig``), default and marker
 answers start with a thinking block unless a marker already supplied one. When the request
 forces a tool (OpenAI ``tool_choice`` required or named, Gemini mode ``ANY``) and neither markers
@@ -39,6 +43,7 @@ from typing import Any
 import orjson
 
 from kestrel.sim import _ids
+from kestrel.sim._instance import instance
 from kestrel.sim._request import MessagesRequest, RequestError
 from kestrel.sim._tokens import CHARS_PER_TOKEN, output_block_tokens
 
@@ -150,6 +155,8 @@ def marker_blocks(text: str) -> list[dict[str, Any]]:
 
 
 def default_text(request: MessagesRequest) -> dict[str, Any]:
+    if request.json_schema is not None:
+        return {"type": "text", "text": orjson.dumps(instance(request.json_schema)).decode()}
     snippet = " ".join(request.last_user_text.split())
     if len(snippet) > 160:
         snippet = snippet[:157] + "..."

@@ -17,6 +17,11 @@ in ``_tokens``) and keeps the last user text for markers and the default answer.
   (``additionalProperties``, ``$schema``, ``exclusiveMinimum``, ``propertyNames``, ``const``,
   ``$ref``, ...) is refused at any depth, all in one answer with a ``BadRequest`` detail, and
   ``type`` must be one name, not a list. ``parametersJsonSchema`` takes any JSON Schema.
+* Structured output: ``generationConfig.responseSchema`` is checked as ``parameters`` is;
+  ``responseJsonSchema`` takes any JSON Schema. With ``responseMimeType: "application/json"`` the
+  default answer is JSON matching the schema (``{}`` without one), unless functions are declared
+  and the calling mode is not ``NONE``: then the request is refused as Gemini 2.5 refuses it
+  ("Function calling with a response mime type: 'application/json' is unsupported").
 * Thinking is on when ``generationConfig.thinkingConfig`` is present with a ``thinkingBudget``
   other than 0 (Gemini 2.5 also thinks without one; the sim keeps that explicit).
 * For a model in ``SimConfig.models`` (``model_info``): ``maxOutputTokens`` at most its
@@ -161,9 +166,13 @@ def _parse(
     if len(stops) > MAX_STOPS:
         raise GeminiError(f"The stop_sequences field must have at most {MAX_STOPS} items.")
 
+    json_schema = _response_schema(generation)
+
     prompt = Prompt(model)
     names = _add_tools(prompt, data.get("tools"))
     forced = _forced_tool(data.get("toolConfig"), names)
+    if json_schema is not None and names and _calling_mode(data.get("toolConfig")) != "NONE":
+        raise GeminiError("Function calling with a response mime type: 'application/json' is unsupported")
     _add_system(prompt, data.get("systemInstruction"))
     contents = data.get("contents")
     if not isinstance(contents, list) or not contents:
@@ -182,6 +191,7 @@ def _parse(
         message_count=len(contents),
         forced_tool=forced,
         tool_id_prefix="fc_",
+        json_schema=json_schema,
     )
     return request, GeminiOptions(sse=sse, include_thoughts=include_thoughts, thinking=thinking)
 
@@ -292,6 +302,29 @@ def _check_schema(schema: Any, where: str, violations: list[tuple[str, str]]) ->
     if isinstance(any_of, list):
         for index, value in enumerate(any_of):
             _check_schema(value, f"{where}.any_of[{index}]", violations)
+
+
+def _response_schema(generation: dict[str, Any]) -> dict[str, Any] | None:
+    """With ``responseMimeType: application/json``: the schema the answer must match (``{}`` for
+    none); None for any other answer. A ``responseSchema`` must be Gemini's ``Schema`` subset."""
+    schema = generation.get("responseSchema")
+    if schema is not None:
+        violations: list[tuple[str, str]] = []
+        _check_schema(schema, "generation_config.response_schema", violations)
+        if violations:
+            raise _unknown_names(violations)
+    if generation.get("responseMimeType") != "application/json":
+        return None
+    json_schema = generation.get("responseJsonSchema")
+    return schema if schema is not None else json_schema if isinstance(json_schema, dict) else {}
+
+
+def _calling_mode(tool_config: Any) -> str:
+    """``functionCallingConfig.mode`` (already validated by ``_forced_tool``), ``AUTO`` when unset."""
+    calling = _fields(tool_config or {}, frozenset({"functionCallingConfig", "retrievalConfig"}), "tool_config")
+    config = calling.get("functionCallingConfig")
+    mode = _fields(config, frozenset({"mode", "allowedFunctionNames"}), "").get("mode") if config else None
+    return str(mode or "AUTO")
 
 
 def _forced_tool(tool_config: Any, names: list[str]) -> str | None:

@@ -18,12 +18,18 @@ Checks, each a 400 ``invalid_request_error`` with OpenAI's wording, ``param`` an
 * ``max_completion_tokens`` / ``max_tokens`` integers >= 1 (the former wins when both are sent);
   ``stop`` a string or up to 4; ``stream_options`` only with ``stream: true``;
   ``reasoning_effort`` one of OpenAI's values;
+* ``response_format``: ``text``, ``json_object`` (then some message text must say "json", as
+  OpenAI insists) or ``json_schema`` with a ``name`` (``[a-zA-Z0-9_-]{1,64}``) and an object
+  ``schema``; with ``strict: true`` every object in the schema must have ``additionalProperties:
+  false`` and list all its properties in ``required`` (OpenAI's wording; its other strict-mode
+  limits are not checked);
 * for a model in ``SimConfig.models``: no ``reasoning_effort`` unless the model has ``reasoning``
   ("Unrecognized request argument supplied: reasoning_effort", as gpt-4o answers), and the max
   tokens field at most the model's ``max_tokens`` ("max_tokens is too large: …").
 
 What it turns on: ``reasoning_effort`` other than ``none`` is thinking; ``tool_choice:
-"required"`` (the first tool) or a named function is ``forced_tool``; every segment boundary is
+"required"`` (the first tool) or a named function is ``forced_tool``; a JSON ``response_format``
+is ``json_schema`` (``{}`` for JSON mode), so the default answer is JSON; every segment boundary is
 a cache point (OpenAI caches prefixes automatically). A ``tool`` message clears the last user
 text, so the markers of the question that started a tool loop do not fire again.
 """
@@ -49,6 +55,7 @@ MAX_STOPS = 4
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _PART_TYPES = ("text", "image_url", "input_audio", "refusal", "audio", "file")
+_RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
@@ -103,6 +110,8 @@ def parse_chat(body: bytes, models: Mapping[str, ModelInfo] | None = None) -> tu
     if info is not None:
         _check_model(data, info, max_tokens)
 
+    json_schema = _response_format(data.get("response_format"), messages)
+
     prompt = Prompt(model)
     names = _add_tools(prompt, data.get("tools"))
     forced = _forced_tool(data.get("tool_choice"), names)
@@ -120,6 +129,7 @@ def parse_chat(body: bytes, models: Mapping[str, ModelInfo] | None = None) -> tu
         message_count=len(messages),
         forced_tool=forced,
         tool_id_prefix="call_",
+        json_schema=json_schema,
     )
     return request, ChatOptions(include_usage=bool((stream_options or {}).get("include_usage")))
 
@@ -153,6 +163,102 @@ def _check_model(data: dict[str, Any], info: ModelInfo, max_tokens: int) -> None
                 f"tokens, whereas you provided {max_tokens}.",
                 param=name,
             )
+
+
+def _response_format(value: Any, messages: list[Any]) -> dict[str, Any] | None:
+    """The schema the answer must match (``{}`` for JSON mode), or None for text."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid_type("response_format", "an object", value)
+    kind = value.get("type")
+    if kind is None:
+        raise _missing("response_format.type")
+    if kind not in _RESPONSE_FORMATS:
+        raise _invalid_value("response_format.type", kind, _RESPONSE_FORMATS)
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        if not any("json" in text.lower() for text in _message_texts(messages)):
+            raise RequestError(
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+                param="messages",
+            )
+        return {}
+    spec = value.get("json_schema")
+    if spec is None:
+        raise _missing("response_format.json_schema")
+    if not isinstance(spec, dict):
+        raise _invalid_type("response_format.json_schema", "an object", spec)
+    name = spec.get("name")
+    if name is None:
+        raise _missing("response_format.json_schema.name")
+    if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+        raise RequestError(
+            "Invalid 'response_format.json_schema.name': string does not match pattern. Expected a string that "
+            "matches the pattern '^[a-zA-Z0-9_-]+$'.",
+            param="response_format.json_schema.name",
+            code="invalid_value",
+        )
+    schema = spec.get("schema", {})
+    if not isinstance(schema, dict):
+        raise _invalid_type("response_format.json_schema.schema", "an object", schema)
+    if spec.get("strict") is True:
+        _check_strict(schema, name)
+    return schema
+
+
+def _check_strict(schema: dict[str, Any], name: str) -> None:
+    """Strict mode's two structural rules, at every object: ``additionalProperties: false`` and
+    every property ``required`` (OpenAI checks more: unsupported keywords, depth, sizes)."""
+
+    def visit(node: Any, context: tuple[str, ...]) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item, context)
+            return
+        if not isinstance(node, dict):
+            return
+        properties = node.get("properties")
+        if node.get("type") == "object" or isinstance(properties, dict):
+            where = f"In context={context!r}"
+            if node.get("additionalProperties") is not False:
+                raise _bad_schema(name, f"{where}, 'additionalProperties' is required to be supplied and to be false.")
+            missing = [key for key in properties or {} if key not in (node.get("required") or [])]
+            if missing:
+                raise _bad_schema(
+                    name,
+                    f"{where}, 'required' is required to be supplied and to be an array including every key in "
+                    f"properties. Missing '{missing[0]}'.",
+                )
+        for key, value in node.items():
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                for child, sub in value.items():
+                    visit(sub, (*context, key, child))
+            elif key in ("items", "anyOf", "allOf", "oneOf"):
+                visit(value, (*context, key))
+
+    visit(schema, ())
+
+
+def _bad_schema(name: str, detail: str) -> RequestError:
+    return RequestError(
+        f"Invalid schema for response_format '{name}': {detail}",
+        param="response_format",
+        code="invalid_json_schema",
+    )
+
+
+def _message_texts(messages: list[Any]) -> list[str]:
+    """Every text of every message: string contents and ``text`` parts."""
+    texts: list[str] = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return texts
 
 
 def _stops(value: Any) -> tuple[str, ...]:

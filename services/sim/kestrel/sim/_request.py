@@ -18,6 +18,8 @@ Checks, each a 400 ``invalid_request_error`` unless noted:
 * ``thinking.enabled`` has ``budget_tokens >= 1024`` and below ``max_tokens`` (unless the
   interleaved-thinking beta is on);
 * at most 4 ``cache_control`` blocks, ``ttl`` is ``5m`` or ``1h``;
+* ``output_config.format`` (or the deprecated beta ``output_format``), when set, is
+  ``{type: "json_schema", schema: {...}}``; it makes the default answer JSON (``json_schema``);
 * with ``verify_signatures``: thinking blocks carry a signature the sim minted;
 * with ``thinking.type: enabled``, when the last message answers tool calls, the assistant turn
   that made them starts with a thinking block (the API's "a final `assistant` message must start
@@ -118,6 +120,10 @@ class MessagesRequest:
     """A tool the request forces (OpenAI ``tool_choice``, Gemini ``ANY``); default answers call it."""
     tool_id_prefix: str = "toolu_"
     """How minted tool-call ids start (``toolu_``, ``call_``, ...), as each API's own ids do."""
+    json_schema: dict[str, Any] | None = None
+    """Structured output asked for (Anthropic ``output_config.format``, OpenAI ``response_format``,
+    Gemini ``responseMimeType: application/json``): the schema the answer's text must match, ``{}``
+    for any JSON (JSON mode); None for plain text. The default answer is then JSON (``_instance``)."""
 
 
 def parse_messages(
@@ -174,6 +180,7 @@ def parse_messages(
         raise RequestError("stream: Input should be a valid boolean")
 
     thinking, display = _thinking(data.get("thinking"), max_tokens, count_only or interleaved_thinking)
+    json_schema = _output_format(data.get("output_config"), data.get("output_format"))
     stops = data.get("stop_sequences") or ()
     if not isinstance(stops, list | tuple) or not all(isinstance(s, str) and s for s in stops):
         raise RequestError("stop_sequences: Input should be a list of non-empty strings")
@@ -203,7 +210,30 @@ def parse_messages(
         prompt=prompt,
         last_user_text=last_user_text,
         message_count=len(messages),
+        json_schema=json_schema,
     )
+
+
+def _output_format(config: Any, legacy: Any) -> dict[str, Any] | None:
+    """The schema of ``output_config.format`` (else of the deprecated beta ``output_format``), if any."""
+    if config is not None and not isinstance(config, dict):
+        raise RequestError("output_config: Input should be a valid dictionary")
+    value = (config or {}).get("format")
+    where = "output_config.format"
+    if value is None:
+        where, value = "output_format", legacy
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RequestError(f"{where}: Input should be a valid dictionary")
+    if value.get("type") != "json_schema":
+        raise RequestError(f"{where}.type: Input should be 'json_schema'")
+    schema = value.get("schema")
+    if schema is None:
+        raise RequestError(f"{where}.schema: Field required")
+    if not isinstance(schema, dict):
+        raise RequestError(f"{where}.schema: Input should be a valid dictionary")
+    return schema
 
 
 def _thinking(value: Any, max_tokens: int, any_budget: bool) -> tuple[str | None, str]:

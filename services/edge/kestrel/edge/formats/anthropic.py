@@ -7,8 +7,13 @@ reads Anthropic answers back; the Anthropic dialect reads a client's body into a
 
 Top-level fields the canonical model has no slot for (``context_management``, ``service_tier``,
 ``container`` …) go to ``Request.extra`` and are written back as they came. ``output_config.effort``
-is read into ``ThinkingConfig.effort`` so other APIs can honour it; the rest of ``output_config``
-stays in ``extra``. Lost on the way in, because no other API can use them: thinking ``display``,
+is read into ``ThinkingConfig.effort`` and ``output_config.format`` (structured output,
+``{type: "json_schema", schema}``; also the deprecated top-level beta ``output_format`` of the same
+shape) into ``Request.response_format``, so other APIs can honour them; the rest of
+``output_config`` stays in ``extra``. A format of any other shape stays in ``extra`` untouched. A
+response format is written as ``output_config.format`` (the current spelling, whichever the client
+used); one Anthropic cannot express (OpenAI's ``json_object``, a ``json_schema`` without a schema)
+is not written. Lost on the way in, because no other API can use them: thinking ``display``,
 client-tool ``strict``/``input_examples``/``defer_loading``, server tools (``web_search_…``),
 document ``citations`` settings, ``metadata`` keys other than ``user_id``. Block types with no
 canonical form are refused with a 400 naming the block (``_anthropic_blocks``).
@@ -27,6 +32,7 @@ from kestrel.edge.canonical import (
     Message,
     Request,
     Response,
+    ResponseFormat,
     Text,
     ThinkingConfig,
     Tool,
@@ -112,7 +118,9 @@ def _request(data: dict[str, Any]) -> Request:
             raise Invalid(at("stop_sequences", i), "Input should be a valid string")
     metadata = as_dict(data.get("metadata") or {}, "metadata")
     extra = {k: v for k, v in data.items() if k not in KNOWN_FIELDS}
-    effort = _effort(data.get("output_config"), extra)
+    effort, response_format = _output_config(data.get("output_config"), extra)
+    if response_format is None and (response_format := _response_format(extra.get("output_format"))) is not None:
+        del extra["output_format"]
     choice = data.get("tool_choice")
     return Request(
         model=model,
@@ -128,6 +136,7 @@ def _request(data: dict[str, Any]) -> Request:
         tool_choice=None if choice is None else _tool_choice(choice, "tool_choice"),
         thinking=_thinking(data.get("thinking"), effort),
         user=string(metadata, "user_id", "metadata", ""),
+        response_format=response_format,
         extra=extra,
     )
 
@@ -163,17 +172,30 @@ def _tool_choice(raw: Any, path: str) -> ToolChoice:
     return ToolChoice(kind, name, boolean(raw, "disable_parallel_tool_use", path))
 
 
-def _effort(raw: Any, extra: dict[str, Any]) -> str:
-    """Take ``effort`` out of ``output_config``; what remains stays in ``extra`` for Anthropic."""
+def _output_config(raw: Any, extra: dict[str, Any]) -> tuple[str, ResponseFormat | None]:
+    """Take ``effort`` and a ``json_schema`` ``format`` out of ``output_config``; what remains stays
+    in ``extra`` for Anthropic."""
     if raw is None:
-        return ""
-    if not isinstance(raw, dict) or not isinstance(raw.get("effort"), str):
+        return "", None
+    config = raw if isinstance(raw, dict) else {}
+    effort = config.get("effort") if isinstance(config.get("effort"), str) else None
+    response_format = _response_format(config.get("format"))
+    taken = {k for k, value in (("effort", effort), ("format", response_format)) if value is not None}
+    if not taken:
         extra["output_config"] = raw
-        return ""
-    rest = {k: v for k, v in raw.items() if k != "effort"}
+        return "", None
+    rest = {k: v for k, v in config.items() if k not in taken}
     if rest:
         extra["output_config"] = rest
-    return str(raw["effort"])
+    return effort or "", response_format
+
+
+def _response_format(raw: Any) -> ResponseFormat | None:
+    """``{type: "json_schema", schema: {...}}`` (exactly that) as canonical; anything else None,
+    and then it stays in ``extra`` as it came, for Anthropic to judge."""
+    if not isinstance(raw, dict) or raw.keys() != {"type", "schema"} or raw["type"] != "json_schema":
+        return None
+    return ResponseFormat("json_schema", raw["schema"]) if isinstance(raw["schema"], dict) else None
 
 
 def _thinking(raw: Any, effort: str) -> ThinkingConfig:
@@ -223,6 +245,11 @@ def request_json(request: Request) -> dict[str, Any]:
         out["stream"] = True
     for key, value in request.extra.items():
         out.setdefault(key, value)  # a canonical field always wins over a stray extra
+    response_format = request.response_format
+    if response_format is not None and response_format.kind == "json_schema" and response_format.schema is not None:
+        config = out.get("output_config")
+        schema = {"type": "json_schema", "schema": response_format.schema}
+        out["output_config"] = {**(config if isinstance(config, dict) else {}), "format": schema}
     if thinking.effort:
         config = out.get("output_config")
         out["output_config"] = {**(config if isinstance(config, dict) else {}), "effort": thinking.effort}

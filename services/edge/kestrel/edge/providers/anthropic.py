@@ -7,6 +7,18 @@ fills the required ``max_tokens``, keeps only Anthropic's own extra fields, and 
 Anthropic would answer with a 400 (unsigned thinking, thinking while a tool is forced, sampling
 settings thinking forbids, empty text blocks).
 
+Structured output (``Request.response_format``): a ``json_schema`` goes as ``output_config.format``
+``{type: "json_schema", schema}`` (next to any ``effort``); OpenAI's ``name``, ``strict`` and
+``description`` have no Anthropic field and are dropped (Anthropic always constrains decoding to the
+schema). The schema is sent as the client wrote it: Anthropic reportedly refuses some JSON Schema
+features (objects without ``additionalProperties: false``, numeric and length bounds; third-party
+summaries of its docs, unverified here), and a 400 naming the schema beats silently answering to
+a different contract. OpenAI's ``json_object`` (any JSON object) has no Anthropic equivalent and
+is **left off**: a ``{"type": "object"}`` schema is not known to be accepted (Anthropic wants
+``additionalProperties: false``, which would force ``{}``), and OpenAI's JSON mode already makes
+the client say "JSON" in its prompt, which Claude follows. Structured output is GA on Claude 4.5
+models and later; older models are expected to refuse it (not checked here).
+
 The stream decoder is a small state machine fed bytes in any chunking: ``FrameCutter`` releases
 whole SSE events only, so a chunk that ends mid line or mid UTF-8 character is simply held back.
 """

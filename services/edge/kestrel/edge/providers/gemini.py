@@ -32,6 +32,17 @@ subset Gemini accepts; ``gemini_stream`` reads answers (stream and whole body, o
   request. What the model takes comes first (``capabilities``, see ``_generation``): output cap,
   budget range, ``thinkingLevel`` for Gemini 3; a model it knows nothing about gets the budget
   capped at 24576, the largest every 2.5 model accepts.
+* **Structured output** (``Request.response_format``): ``responseMimeType: "application/json"``;
+  for a ``json_schema`` also ``responseSchema``, the schema sanitized as tool parameters are
+  (``gemini_schema.function_parameters``: Gemini's OpenAPI subset, the long-standing field).
+  A schema that is no object with properties (a bare ``{"type": "object"}``, an array root) goes
+  as JSON mode alone. ``responseJsonSchema`` (full JSON Schema) is not used: its client docs list
+  only part of JSON Schema as supported and do not say which models take it. Not sent at all while
+  the model may call a declared function (tools, and a tool choice other than ``none``): Gemini 2.5
+  answers ``Function calling with a response mime type: 'application/json' is unsupported`` (public
+  issue reports; Gemini 3 reportedly allows the pair, unverified), so such a request loses its
+  format, as it did before, rather than failing. ``name``, ``strict`` and ``description`` have no
+  Gemini field.
 * **Dropped** for want of a Gemini field: cache markers (Gemini caches prefixes implicitly),
   ``disable_parallel``, ``user``, ``include_usage`` (usage always comes), ``extra``.
 """
@@ -210,6 +221,8 @@ def _generation(request: Request, caps: ModelCaps = UNKNOWN) -> dict[str, Any]:
       adaptive. Thinking off sends ``thinkingBudget: 0`` where the model can stop thinking (2.5
       Flash thinks by default otherwise), and nothing where it cannot (2.5 Pro).
     * unknown: the budget capped at ``MAX_THINKING_BUDGET``, ``-1`` for adaptive; off sends nothing.
+
+    Structured output: ``responseMimeType`` and ``responseSchema`` as the module docstring says.
     """
     out: dict[str, Any] = {}
     if request.max_tokens is not None:
@@ -236,6 +249,13 @@ def _generation(request: Request, caps: ModelCaps = UNKNOWN) -> dict[str, Any]:
         out["thinkingConfig"] = {"includeThoughts": True, "thinkingBudget": budget if budget > 0 else -1}
     elif caps.thinking == "budget" and caps.can_disable_thinking:
         out["thinkingConfig"] = {"thinkingBudget": 0}
+    structured = request.response_format
+    choice = request.tool_choice
+    if structured is not None and not (request.tools and (choice is None or choice.kind is not ToolChoiceKind.NONE)):
+        out["responseMimeType"] = "application/json"
+        schema = function_parameters(structured.schema) if structured.kind == "json_schema" else None
+        if schema is not None:
+            out["responseSchema"] = schema
     return out
 
 

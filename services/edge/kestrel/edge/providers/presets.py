@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _OPENAI_EXTRAS = (
-    "response_format",
     "seed",
     "frequency_penalty",
     "presence_penalty",
@@ -29,7 +28,7 @@ _OPENAI_EXTRAS = (
 )
 """OpenAI-only request fields an OpenAI-dialect client may send, forwarded from ``Request.extra``."""
 
-_COMMON_EXTRAS = ("response_format", "seed", "frequency_penalty", "presence_penalty")
+_COMMON_EXTRAS = ("seed", "frequency_penalty", "presence_penalty")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +59,10 @@ class Preset:
     max_stop: int = 4
     accepts_user: bool = True
     accepts_parallel_tool_calls: bool = True
+    accepts_json_schema: bool = True
+    """Takes ``response_format: {type: "json_schema"}``; False: only ``json_object``, so a schema
+    goes as JSON mode plus the schema in the system prompt (``response_format`` itself is canonical,
+    not an extra field, and always sent when the client asked for structured output)."""
     extra_fields: tuple[str, ...] = _COMMON_EXTRAS
     """Fields forwarded from ``Request.extra`` (OpenAI-dialect clients); everything else is dropped."""
     models: tuple[str, ...] = ()
@@ -91,7 +94,10 @@ GROQ = Preset(
     notes=(
         "Usage also arrives as x_groq.usage (read as a fallback). reasoning_effort values differ per "
         "model (gpt-oss: low/medium/high; qwen3: none/default), so it is not sent. Groq documents "
-        "max_completion_tokens and calls max_tokens deprecated; max_tokens still works (medium confidence)."
+        "max_completion_tokens and calls max_tokens deprecated; max_tokens still works (medium confidence). "
+        "response_format json_schema is documented only for some models (gpt-oss, Kimi K2, Llama 4); others "
+        "take json_object alone and may answer json_schema with a 400 (medium confidence; per model, so the "
+        "flag stays on)."
     ),
 )
 
@@ -101,7 +107,8 @@ XAI = Preset(
     models=("grok-4", "grok-3", "grok-3-mini", "grok-code-fast-1"),
     notes=(
         "reasoning_effort is accepted only by a few models (grok-3-mini, grok-4.3) and is a 400 on "
-        "the others, so it is not sent. The model list changes fast (medium confidence)."
+        "the others, so it is not sent. The model list changes fast (medium confidence). Structured "
+        "outputs (response_format json_schema) are documented (medium confidence)."
     ),
 )
 
@@ -112,13 +119,14 @@ MISTRAL = Preset(
     tool_call_id_length=9,
     accepts_user=False,
     accepts_parallel_tool_calls=False,
-    extra_fields=("response_format",),
+    extra_fields=(),
     models=("mistral-large-latest", "mistral-medium-latest", "mistral-small-latest", "codestral-latest"),
     notes=(
         "Unknown fields are a 422 (stream_options, max_completion_tokens, user, n seen in reports); "
         "usage comes in the last chunk without asking. Tool call ids must be 9 alphanumerics. "
         "parallel_tool_calls is probably accepted but unverified, so it is not sent. Older versions "
-        "rejected a user message right after tool messages (unverified today)."
+        "rejected a user message right after tool messages (unverified today). response_format "
+        "json_schema (custom structured outputs) is documented alongside json_object (medium confidence)."
     ),
 )
 
@@ -126,7 +134,11 @@ TOGETHER = Preset(
     name="together",
     base_url="https://api.together.xyz",
     models=("meta-llama/Llama-3.3-70B-Instruct-Turbo", "deepseek-ai/DeepSeek-V3"),
-    notes="stream_options support is assumed from OpenAI compatibility (medium confidence).",
+    notes=(
+        "stream_options support is assumed from OpenAI compatibility (medium confidence). response_format "
+        "json_schema is taken by the models with structured outputs; older docs showed json_object with a "
+        "schema key instead (unverified which models need which)."
+    ),
 )
 
 DEEPSEEK = Preset(
@@ -135,12 +147,15 @@ DEEPSEEK = Preset(
     path="/chat/completions",
     models_path="/models",
     send_reasoning_content=True,
+    accepts_json_schema=False,
     models=("deepseek-chat", "deepseek-reasoner"),
     notes=(
         "Thinking mode with tools is a 400 unless every assistant turn with tool_calls carries its "
         "reasoning_content back, so it is always sent on those turns. Cache hits are reported as "
         "prompt_cache_hit_tokens (read as a fallback). reasoning_effort exists on newer models but "
-        "the accepted values are unverified, so it is not sent; the model names change with releases."
+        "the accepted values are unverified, so it is not sent; the model names change with releases. "
+        "JSON Output is response_format json_object only (its docs name no json_schema) and wants the word "
+        "json and an example in the prompt, hence the schema written into the system prompt."
     ),
 )
 
@@ -153,7 +168,9 @@ OPENROUTER = Preset(
     notes=(
         "Sends `: OPENROUTER PROCESSING` SSE comments (skipped) and reasoning as `reasoning` deltas; "
         "usage is always included. Tool-name and id rules are the routed provider's: a request "
-        "routed to Mistral needs 9-character ids (not handled here)."
+        "routed to Mistral needs 9-character ids (not handled here). response_format json_schema "
+        "reaches models that support structured outputs; whether others ignore or refuse it is up to the "
+        "routed provider (unverified)."
     ),
 )
 
@@ -162,7 +179,8 @@ VLLM = Preset(
     base_url="http://localhost:8000",
     notes=(
         "Reasoning arrives as reasoning_content (newer: reasoning) only with a reasoning parser "
-        "enabled. choices[].stop_reason names the matched stop string (read for stop_sequence)."
+        "enabled. choices[].stop_reason names the matched stop string (read for stop_sequence). "
+        "response_format json_schema is served by guided decoding (medium confidence)."
     ),
 )
 
@@ -171,7 +189,8 @@ OLLAMA = Preset(
     base_url="http://localhost:11434",
     notes=(
         "Thinking models stream `reasoning` deltas; tool calls arrive whole in one chunk. "
-        "stream_options.include_usage is honoured by recent versions (medium confidence)."
+        "stream_options.include_usage is honoured by recent versions (medium confidence), as is "
+        "response_format json_schema (structured outputs since 0.5; medium confidence)."
     ),
 )
 

@@ -31,6 +31,7 @@ from kestrel.edge.canonical import (
     RedactedThinking,
     Request,
     Response,
+    ResponseFormat,
     SignatureDelta,
     StopReason,
     StreamError,
@@ -296,7 +297,8 @@ def conversations(draw: st.DrawFn, max_exchanges: int = 3) -> Request:
     blocks (signed, or redacted) lead assistant turns only when thinking is on, and then empty ones
     signed by Gemini may also sit before a text or a call (history from a Gemini upstream, as its
     decoder writes it); text is never empty.
-    Cache markers sit here and there, as Claude Code places them.
+    Cache markers sit here and there, as Claude Code places them. A third asks for structured output
+    (``output_config.format``: a ``json_schema``, as Anthropic has no other kind).
     """
     tools = draw(st.one_of(tool_definitions(), tool_definitions(min_size=1)))
     names = [t.name for t in tools]
@@ -330,6 +332,9 @@ def conversations(draw: st.DrawFn, max_exchanges: int = 3) -> Request:
         tool_choice=choice,
         thinking=thinking,
         user=draw(st.one_of(st.just(""), ids("user_"))),
+        response_format=draw(
+            st.one_of(st.none(), st.none(), st.builds(ResponseFormat, st.just("json_schema"), _schema()))
+        ),
     )
 
 

@@ -29,7 +29,9 @@ the encoder's rules (the docstring of ``providers/gemini.py``):
   ``ToolChoice``: ``AUTO``, ``NONE``, ``ANY`` (``TOOL`` when ``allowedFunctionNames`` names one).
 * ``generationConfig``: ``maxOutputTokens``, ``temperature``, ``topP``, ``topK``,
   ``stopSequences``; ``thinkingConfig`` turns thinking on unless its ``thinkingBudget`` is 0 (how
-  Gemini 2.5 switches it off), a budget of ``-1`` (dynamic) or none reading as adaptive (0).
+  Gemini 2.5 switches it off), a budget of ``-1`` (dynamic) or none reading as adaptive (0);
+  ``responseMimeType: "application/json"`` → a ``json_schema`` response format with
+  ``responseSchema`` as its schema, or ``json_object`` without one.
 
 ``model`` and ``stream`` are not in the body (Gemini puts them in the URL), so the caller gives them.
 """
@@ -47,6 +49,7 @@ from kestrel.edge.canonical import (
     Image,
     Message,
     Request,
+    ResponseFormat,
     Text,
     Thinking,
     ThinkingConfig,
@@ -98,6 +101,7 @@ def parse_request(body: bytes, *, model: str, stream: bool, names: Iterable[str]
         tools=tools,
         tool_choice=_tool_choice(data.get("toolConfig"), restore),
         thinking=_thinking(generation.get("thinkingConfig")),
+        response_format=_response_format(generation),
     )
 
 
@@ -174,6 +178,13 @@ def _thinking(raw: Any) -> ThinkingConfig:
     if budget == 0:
         return ThinkingConfig()
     return ThinkingConfig(True, budget if budget is not None and budget > 0 else 0)
+
+
+def _response_format(generation: Mapping[str, Any]) -> ResponseFormat | None:
+    if generation.get("responseMimeType") != "application/json":
+        return None
+    schema = generation.get("responseSchema")
+    return ResponseFormat("json_schema", schema) if isinstance(schema, dict) else ResponseFormat("json_object")
 
 
 # -- lenient JSON access ------------------------------------------------------------------------

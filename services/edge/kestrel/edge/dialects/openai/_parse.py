@@ -4,6 +4,10 @@ The shapes differ in two ways that matter: OpenAI tool results are separate ``to
 the canonical (Anthropic) model wants them as the first blocks of the next user turn, and tool
 arguments travel as a JSON *string* that must be parsed here (a client sending broken JSON gets a
 400 naming the field now, rather than a confusing upstream error later).
+
+``response_format`` becomes ``Request.response_format`` (every upstream has a form of it), not an
+extra: ``json_object`` and ``json_schema`` (name, schema, strict, description) are kept, ``text``
+is the same as leaving it out.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from kestrel.edge.canonical import (
     Image,
     Message,
     Request,
+    ResponseFormat,
     Text,
     Thinking,
     ThinkingConfig,
@@ -30,7 +35,6 @@ from kestrel.edge.canonical import (
 from kestrel.edge.errors import InvalidRequest
 
 EXTRA_FIELDS = (
-    "response_format",
     "seed",
     "frequency_penalty",
     "presence_penalty",
@@ -82,6 +86,7 @@ def parse_request(body: bytes) -> Request:
         thinking=_thinking(data.get("reasoning_effort")),
         user=data["user"] if isinstance(data.get("user"), str) else "",
         include_usage=not stream or (isinstance(options, dict) and options.get("include_usage") is True),
+        response_format=_response_format(data.get("response_format")),
         extra={k: data[k] for k in EXTRA_FIELDS if data.get(k) is not None},
     )
 
@@ -275,6 +280,33 @@ def _stop(stop: Any) -> tuple[str, ...]:
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         return tuple(stop)
     raise InvalidRequest("stop: must be a string or a list of strings")
+
+
+def _response_format(raw: Any) -> ResponseFormat | None:
+    """``response_format`` → canonical; ``{type: "text"}`` (and no field) is plain text, None."""
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    if kind != "json_schema":
+        raise InvalidRequest('response_format.type: must be "text", "json_object" or "json_schema"')
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict):
+        raise InvalidRequest("response_format.json_schema: an object is required")
+    name, schema, strict = spec.get("name", ""), spec.get("schema"), spec.get("strict")
+    description = spec.get("description") or ""
+    if not isinstance(name, str):
+        raise InvalidRequest("response_format.json_schema.name: must be a string")
+    if schema is not None and not isinstance(schema, dict):
+        raise InvalidRequest("response_format.json_schema.schema: must be an object")
+    if strict is not None and not isinstance(strict, bool):
+        raise InvalidRequest("response_format.json_schema.strict: must be a boolean")
+    if not isinstance(description, str):
+        raise InvalidRequest("response_format.json_schema.description: must be a string")
+    return ResponseFormat("json_schema", schema, name, strict, description)
 
 
 def _thinking(effort: Any) -> ThinkingConfig:

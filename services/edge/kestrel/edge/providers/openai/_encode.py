@@ -2,6 +2,10 @@
 
 Tool names and tool call ids are rewritten by pure functions of the original, so a call and its
 result still pair up and the decoder can rebuild the mapping from the request alone.
+
+Structured output (``Request.response_format``) becomes ``response_format`` (``_response_format``),
+whichever dialect the client spoke; a service whose preset says it takes no ``json_schema`` gets
+``json_object`` and the schema in the system prompt instead.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from kestrel.edge.canonical import (
     Image,
     Message,
     Request,
+    ResponseFormat,
     Text,
     Thinking,
     ThinkingConfig,
@@ -125,6 +130,8 @@ def encode_body(request: Request, model: str, preset: Preset, caps: ModelCaps = 
         body["stream"] = True
         if preset.stream_options:  # always: the gateway needs usage even when the client did not ask
             body["stream_options"] = {"include_usage": True}
+    if request.response_format is not None:
+        body["response_format"] = _response_format(request.response_format, preset)
     if request.user and preset.accepts_user:
         # Claude Code's user_id is a JSON blob; a stable hash keeps per-user grouping within limits.
         user = request.user
@@ -154,6 +161,37 @@ def _reasoning(preset: Preset, caps: ModelCaps) -> tuple[str, tuple[str, ...]]:
     return preset.reasoning_field, preset.reasoning_efforts
 
 
+def _response_format(response_format: ResponseFormat, preset: Preset) -> dict[str, Any]:
+    """``response_format``: ``json_object``, or ``json_schema`` with the name (``response`` when
+    the client's API has none), description, schema and ``strict`` as the client gave them (left
+    out when it did not say: OpenAI then does not enforce the schema strictly, and an Anthropic
+    schema need not meet strict mode's rules). A preset without ``json_schema`` gets JSON mode,
+    its schema described in the system prompt (``_schema_instruction``)."""
+    if response_format.kind != "json_schema" or not preset.accepts_json_schema:
+        return {"type": "json_object"}
+    spec: dict[str, Any] = {"name": response_format.name or "response"}
+    if response_format.description:
+        spec["description"] = response_format.description
+    if response_format.schema is not None:
+        spec["schema"] = response_format.schema
+    if response_format.strict is not None:
+        spec["strict"] = response_format.strict
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _schema_instruction(response_format: ResponseFormat | None, preset: Preset) -> str:
+    """For a preset that takes only JSON mode: the schema, said in words, for the system prompt.
+
+    JSON mode alone would lose it, and such services want "JSON" named in the prompt anyway.
+    """
+    if response_format is None or response_format.kind != "json_schema" or preset.accepts_json_schema:
+        return ""
+    if response_format.schema is None:
+        return "Answer with a JSON object."
+    schema = orjson.dumps(response_format.schema).decode()
+    return f"Answer with a JSON object that matches this JSON Schema:\n{schema}"
+
+
 def _function(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name}
     if description:
@@ -164,8 +202,11 @@ def _function(name: str, description: str, schema: dict[str, Any]) -> dict[str, 
 
 def _encode_messages(request: Request, preset: Preset, names: dict[str, str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    if request.system:
-        out.append({"role": "system", "content": "\n\n".join(t.text for t in request.system)})
+    system = [t.text for t in request.system]
+    if instruction := _schema_instruction(request.response_format, preset):
+        system.append(instruction)
+    if system:
+        out.append({"role": "system", "content": "\n\n".join(system)})
     for message in request.messages:
         if message.role == "assistant":
             out.append(_encode_assistant(message, preset, names))
