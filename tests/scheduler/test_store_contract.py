@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from kestrel.scheduler.leases import Backoff, Effect
 from kestrel.scheduler.ratelimits import Quota
-from kestrel.scheduler.store import Claim, MemoryStore, RedisStore, SchedulerStore
+from kestrel.scheduler.store import Claim, MemoryStore, RedisStore, SchedulerStore, Settlement
 
 NOW = 1_700_000_000.0
 MODEL = "claude-x"
@@ -196,3 +196,43 @@ async def test_ids_with_separators_do_not_collide(store: SchedulerStore) -> None
     assert (await store.snapshot(["a:b"], "c", "", NOW)).accounts["a:b"].cooling_until == 0.0
     assert (await store.snapshot(["a"], "1:m", "s", NOW)).sticky_account is None
     assert (await store.snapshot(["a"], "m", "s:1", NOW)).sticky_account == "a"
+
+
+async def test_settle_releases_applies_and_binds_in_one_call(store: SchedulerStore) -> None:
+    assert await store.try_acquire([Claim("a", 1)], MODEL, "l1", 60, NOW) == "a"
+    quota = Quota(0.5, NOW + 40)
+    effect = Effect(cool_until=NOW + 30, clear_errors=True, quota=quota)
+    await store.settle(Settlement("a", "l1", MODEL, effect, session_id="s1", sticky_ttl_s=120), NOW)
+    snapshot = await store.snapshot(["a"], MODEL, "s1", NOW + 1)
+    assert snapshot.accounts["a"].in_flight == 0
+    assert snapshot.accounts["a"].cooling_until == NOW + 30
+    assert snapshot.accounts["a"].quota == quota
+    assert snapshot.sticky_account == "a"
+    assert (await store.snapshot(["a"], MODEL, "s1", NOW + 121)).sticky_account is None
+    assert not await store.release("a", "l1", NOW), "already released by settle"
+
+
+async def test_settle_without_outcome_or_session_only_releases(store: SchedulerStore) -> None:
+    assert await store.try_acquire([Claim("a", 1)], MODEL, "l1", 60, NOW) == "a"
+    before = await store.snapshot(["a"], MODEL, "s1", NOW)
+    await store.settle(Settlement("a", "l1", MODEL), NOW)
+    await store.settle(Settlement("a", "l-unknown", MODEL, Effect()), NOW)  # an unknown lease: harmless
+    after = await store.snapshot(["a"], MODEL, "s1", NOW)
+    assert after.accounts["a"].in_flight == 0
+    assert after.sticky_account is None
+    assert after.accounts["a"].cooling_until == before.accounts["a"].cooling_until
+
+
+async def test_redis_settle_survives_flushed_scripts(redis_url: str, redis_prefix: str) -> None:
+    """After a Redis restart the scripts are gone: settle still does all three steps."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        store = RedisStore(client, redis_prefix)
+        assert await store.try_acquire([Claim("a", 1)], MODEL, "l1", 60, NOW) == "a"
+        await client.script_flush()
+        await store.settle(Settlement("a", "l1", MODEL, Effect(cool_until=NOW + 30), "s1", 60), NOW)
+        snapshot = await store.snapshot(["a"], MODEL, "s1", NOW)
+        assert (snapshot.accounts["a"].in_flight, snapshot.accounts["a"].cooling_until) == (0, NOW + 30)
+        assert snapshot.sticky_account == "a"
+    finally:
+        await client.aclose()

@@ -34,7 +34,7 @@ from .contract import (
     LeaseRequest,
     Outcome,
 )
-from .store.base import Claim, SchedulerStore
+from .store.base import Claim, SchedulerStore, Settlement
 
 # Wake a little after a cooldown ends so the re-check does not land just before it and loop once.
 _WAKE_MARGIN_S = 0.001
@@ -152,21 +152,19 @@ class SchedulerService:
         moves: ``acquire`` prefers the bound account whenever it is eligible.
         """
         now = self._clock()
+        settlement = Settlement(lease.account_id, lease.lease_id, lease.model)
+        if lease.account_id in self._known:
+            bind = completion.outcome is Outcome.SUCCESS and completion.session_id
+            settlement = Settlement(
+                lease.account_id,
+                lease.lease_id,
+                lease.model,
+                effect=leases.effect_of(completion, self._settings, now),
+                session_id=completion.session_id if bind else "",
+                sticky_ttl_s=self._settings.sticky_ttl_seconds,
+            )
         try:
-            await self._store.release(lease.account_id, lease.lease_id, now)
-            if lease.account_id not in self._known:
-                return
-            effect = leases.effect_of(completion, self._settings, now)
-            if not effect.empty:
-                await self._store.apply(lease.account_id, lease.model, effect, now)
-            if completion.outcome is Outcome.SUCCESS and completion.session_id:
-                await self._store.bind_session(
-                    completion.session_id,
-                    lease.model,
-                    lease.account_id,
-                    self._settings.sticky_ttl_seconds,
-                    now,
-                )
+            await self._store.settle(settlement, now)
         finally:
             self._notify()
 

@@ -24,6 +24,20 @@ class Claim:
     max_concurrency: int
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What completing an attempt writes: the lease freed, the outcome learnt, the session bound."""
+
+    account_id: str
+    lease_id: str
+    model: str
+    effect: Effect | None = None
+    """The outcome's effect; None (or an empty one) changes nothing."""
+    session_id: str = ""
+    """Bind (session, model) to the account; empty: no binding."""
+    sticky_ttl_s: float = 0.0
+
+
 class SchedulerStore(Protocol):
     """State shared by every scheduler replica. Times are epoch seconds; TTLs are seconds."""
 
@@ -63,4 +77,10 @@ class SchedulerStore(Protocol):
         self, session_id: str, model: str, account_id: str, ttl_s: float, now: float
     ) -> None:
         """Bind (session, model) to the account until ``now + ttl_s``, replacing any binding."""
+        ...
+
+    async def settle(self, settlement: Settlement, now: float) -> None:
+        """``release``, then ``apply``, then ``bind_session``, as ``settlement`` says: completing
+        an attempt in one call, so a remote store makes one round trip. Each step stays atomic on
+        its own (as when called alone); the three together need not be."""
         ...

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..leases import AccountView, Effect, Snapshot, backoff_delay, block_of
 from ..ratelimits import Quota
-from .base import Claim
+from .base import Claim, Settlement
 
 
 @dataclass(slots=True)
@@ -123,6 +123,14 @@ class MemoryStore:
         self._sessions[key] = (account_id, now + ttl_s)
         self._sessions.move_to_end(key)
         self._prune_sessions(now)
+
+    async def settle(self, settlement: Settlement, now: float) -> None:
+        await self.release(settlement.account_id, settlement.lease_id, now)
+        if settlement.effect is not None:
+            await self.apply(settlement.account_id, settlement.model, settlement.effect, now)
+        await self.bind_session(
+            settlement.session_id, settlement.model, settlement.account_id, settlement.sticky_ttl_s, now
+        )
 
     def _view(self, account_id: str, model: str) -> AccountView:
         health = self._health.get(account_id) or _Health()

@@ -55,11 +55,11 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ..leases import AccountView, Effect, Snapshot
 from ..ratelimits import Quota
-from .base import Claim
+from .base import Claim, Settlement
 
 _LUA_HELPERS = """
 -- A TTL in whole milliseconds, never below 1 (PEXPIRE with 0 or less deletes the key).
@@ -275,8 +275,14 @@ class RedisStore:
     async def apply(self, account_id: str, model: str, effect: Effect, now: float) -> None:
         if effect.empty:
             return
+        await self._apply(keys=self._apply_keys(account_id, model), args=self._apply_args(account_id, effect, now))
+
+    def _apply_keys(self, account_id: str, model: str) -> list[str]:
+        return [self._health_key(account_id), self._model_key(account_id, model)]
+
+    def _apply_args(self, account_id: str, effect: Effect, now: float) -> list[str]:
         backoff, quota = effect.backoff, effect.quota
-        args = [
+        return [
             repr(now),
             _arg(effect.cool_until),
             _arg(backoff.base_s if backoff else None),
@@ -290,8 +296,6 @@ class RedisStore:
             self.channel,
             account_id,
         ]
-        keys = [self._health_key(account_id), self._model_key(account_id, model)]
-        await self._apply(keys=keys, args=args)
 
     async def bind_session(
         self, session_id: str, model: str, account_id: str, ttl_s: float, now: float
@@ -300,9 +304,41 @@ class RedisStore:
             return
         # One SET is atomic on its own. The expiry instant is stored with the account because the
         # key TTL is only garbage collection: the binding ends at now + ttl_s on the callers' clock.
+        key, value, ttl_ms = self._binding(session_id, model, account_id, ttl_s, now)
+        await self._client.set(key, value, px=ttl_ms)
+
+    def _binding(self, session_id: str, model: str, account_id: str, ttl_s: float, now: float) -> tuple[str, str, int]:
+        """Key, value and key TTL (ms) of a binding."""
         ttl_ms = max(math.ceil(ttl_s * 1000), 0) + self._slack_ms
-        value = f"{now + ttl_s!r} {account_id}"
-        await self._client.set(self._session_key(session_id, model), value, px=ttl_ms)
+        return self._session_key(session_id, model), f"{now + ttl_s!r} {account_id}", ttl_ms
+
+    async def settle(self, settlement: Settlement, now: float) -> None:
+        """The three scripts in one pipelined round trip (not a transaction: each is atomic alone).
+
+        Scripts go as EVALSHA of their known digests; after a Redis restart (scripts flushed) the
+        ones refused with NOSCRIPT run again one by one, which loads them.
+        """
+        account_id, model = settlement.account_id, settlement.model
+        effect = settlement.effect if settlement.effect is not None and not settlement.effect.empty else None
+        release_keys = [self._lease_key(account_id)]
+        release_args = [repr(now), settlement.lease_id, self.channel, account_id]
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._release.sha, 1, *release_keys, *release_args)
+            if effect is not None:
+                keys, args = self._apply_keys(account_id, model), self._apply_args(account_id, effect, now)
+                pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+            if settlement.session_id:
+                ttl_s = settlement.sticky_ttl_s
+                key, value, ttl_ms = self._binding(settlement.session_id, model, account_id, ttl_s, now)
+                pipe.set(key, value, px=ttl_ms)
+            results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
+                raise result
+        if isinstance(results[0], NoScriptError):
+            await self._release(keys=release_keys, args=release_args)
+        if effect is not None and isinstance(results[1], NoScriptError):
+            await self.apply(account_id, model, effect, now)
 
     async def changes(self) -> AsyncIterator[str]:
         """Follow releases and applied outcomes from every replica, until the caller stops.
