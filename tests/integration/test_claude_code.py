@@ -155,13 +155,21 @@ def test_claude_code_runs_a_tool_and_answers_after_its_result(
     assert validate_streams(proxy) >= 2
 
 
-@pytest.mark.parametrize("provider", ["openai", "gemini"])
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("openai", "sim-model"),
+        ("gemini", "sim-model"),
+        ("openai", "gpt-4o"),  # the capability table: output cap, no reasoning_effort
+        ("gemini", "gemini-3-pro-preview"),  # thinkingLevel, signatures required on calls
+    ],
+)
 def test_claude_code_over_a_translated_upstream_runs_a_tool_then_answers(
-    claude: Path, provider: str, tmp_path: Path
+    claude: Path, provider: str, model: str, tmp_path: Path
 ) -> None:
     note = tmp_path / "note.txt"
     note.write_text("the secret word is merlin\n")
-    account = {"id": provider, "provider": provider, "api_key": f"sk-{provider}", "model_map": {"*": "sim-model"}}
+    account = {"id": provider, "provider": provider, "api_key": f"sk-{provider}", "model_map": {"*": model}}
     with (
         running_sim() as sim,
         running_kestrel(tmp_path, accounts=[{**account, "base_url": sim.url}]) as kestrel,
@@ -181,6 +189,13 @@ def test_claude_code_over_a_translated_upstream_runs_a_tool_then_answers(
         assert upstream, "the upstream was spoken to in its own API"
         last = orjson.loads(upstream[-1]["body"])
         assert "merlin" in json.dumps(last)
+        if model == "gpt-4o":
+            assert last["max_completion_tokens"] <= 16384 and "reasoning_effort" not in last
+        if model.startswith("gemini-3"):
+            thinking = last["generationConfig"]["thinkingConfig"]
+            assert thinking["thinkingLevel"] in ("low", "high") and "thinkingBudget" not in thinking
+            call = next(p for c in last["contents"] for p in c["parts"] if "functionCall" in p)
+            assert call["thoughtSignature"] != "skip_thought_signature_validator", "the issued signature"
         events = kestrel.matching(lambda e: e.session_id == out["session_id"] and e.status == 200, 2)
         assert all(e.input_tokens > 0 and e.output_tokens > 0 for e in events)
 
