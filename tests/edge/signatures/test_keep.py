@@ -84,6 +84,16 @@ def test_gemini_looks_up_only_unsigned_calls_of_the_current_turn() -> None:
     assert GEMINI.missing(Request(model="m", messages=(Message("user", (Text("hi"),)),))) == []
 
 
+def test_gemini_needs_no_lookup_for_calls_a_signed_thinking_block_carries() -> None:
+    """How an Anthropic-dialect client (Claude Code) brings Gemini's signature: on the thinking
+    block right before the call; only a call without one is looked up."""
+    carried = Message("assistant", (Thinking("", "gemini:S1"), call("c1"), Text("and"), call("c2")))
+    request = Request(
+        model="m", messages=(Message("user", (Text("go"),)), carried, Message("user", (result("c1"), result("c2"))))
+    )
+    assert GEMINI.missing(request) == ["g:c2"]
+
+
 def test_gemini_restore_signs_exactly_the_calls_found() -> None:
     request = conversation()
     restored = GEMINI.restore(request, {"g:new_1": "sig-1", "g:new_2": "other", "g:old_1": "sig-old"})

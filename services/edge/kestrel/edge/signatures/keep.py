@@ -40,6 +40,7 @@ from kestrel.edge.canonical import (
     ToolUse,
 )
 from kestrel.edge.providers.base import StreamDecoder
+from kestrel.edge.providers.gemini_stream import SIGNATURE_TAG
 from kestrel.edge.signatures.base import SignatureStore
 
 
@@ -77,13 +78,21 @@ class GeminiCallSignatures:
     message); older turns get the placeholder, which keeps the lookup small in a long session."""
 
     def missing(self, request: Request) -> list[str]:
-        return [
-            "g:" + block.id
-            for message in request.messages[_tool_loop_start(request.messages) :]
-            if message.role == "assistant"
-            for block in message.content
-            if isinstance(block, ToolUse) and block.id and not block.signature
-        ]
+        """Calls with no signature of their own and none from a signed thinking block right before
+        them (an Anthropic-dialect client brings it that way; the encoder puts it on the call)."""
+        keys = []
+        for message in request.messages[_tool_loop_start(request.messages) :]:
+            if message.role != "assistant":
+                continue
+            carried = False
+            for block in message.content:
+                if isinstance(block, Thinking):
+                    carried = carried or block.signature.startswith(SIGNATURE_TAG)
+                    continue
+                if isinstance(block, ToolUse) and block.id and not block.signature and not carried:
+                    keys.append("g:" + block.id)
+                carried = False
+        return keys
 
     def restore(self, request: Request, found: dict[str, str]) -> Request:
         if not found:
@@ -119,7 +128,7 @@ class _CallSignatureWatch:
 
 # -- Anthropic: the thinking that leads a tool-calling turn ------------------------------------
 
-_FOREIGN = ("gemini:",)
+_FOREIGN = (SIGNATURE_TAG,)
 """Tags of signatures other providers issued: Anthropic refuses them, so they do not count."""
 
 
