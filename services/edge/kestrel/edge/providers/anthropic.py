@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from kestrel.edge.canonical import (
+    Block,
     BlockStart,
     BlockStop,
     Event,
@@ -56,6 +57,7 @@ from kestrel.edge.canonical import (
     ToolChoiceKind,
     ToolInputDelta,
     ToolResult,
+    ToolUse,
     Usage,
 )
 from kestrel.edge.errors import UpstreamUnavailable
@@ -177,7 +179,7 @@ def fit_request(
         if budget < MIN_THINKING_BUDGET:
             thinking = ThinkingConfig(effort=thinking.effort)
     messages = _sendable(request.messages)
-    if thinking.enabled and not _thinking_leads_the_answered_turn(messages):
+    if thinking.enabled and turn_missing_its_thinking(messages) is not None:
         # "A final assistant message must start with a thinking block": the client (or a fallback
         # from another provider) lost it and the edge kept none, so this turn goes without.
         thinking = ThinkingConfig(effort=thinking.effort)
@@ -215,22 +217,39 @@ def _sendable(messages: tuple[Message, ...]) -> tuple[Message, ...]:
         content = tuple(
             b
             for b in message.content
-            if not (isinstance(b, Text) and not b.text)
-            and not (isinstance(b, Thinking) and (not b.signature or b.signature.startswith(_FOREIGN_SIGNATURES)))
+            if not (isinstance(b, Text) and not b.text) and not (isinstance(b, Thinking) and not _verifiable(b))
         )
         if content:
             out.append(dataclasses.replace(message, content=content))
     return tuple(out)
 
 
-def _thinking_leads_the_answered_turn(messages: tuple[Message, ...]) -> bool:
-    """False when the last message answers tool calls whose turn does not start with thinking."""
+def turn_missing_its_thinking(messages: tuple[Message, ...]) -> int | None:
+    """The assistant turn whose tool calls the last message answers, when it does not start with
+    thinking Anthropic can verify; None otherwise (no tool loop, or the thinking is there).
+
+    With thinking on, Anthropic refuses such a request ("a final `assistant` message must start
+    with a thinking block"): the edge then puts back the thinking it kept (``edge.signatures``) or,
+    failing that, ``fit_request`` sends the turn without thinking.
+    """
     if not messages or messages[-1].role != "user":
-        return True
+        return None
     if not any(isinstance(b, ToolResult) for b in messages[-1].content):
+        return None
+    for index in range(len(messages) - 2, -1, -1):
+        message = messages[index]
+        if message.role == "assistant":
+            if not any(isinstance(b, ToolUse) for b in message.content) or _verifiable(message.content[0]):
+                return None
+            return index
+    return None
+
+
+def _verifiable(block: Block) -> bool:
+    """Thinking Anthropic accepts back: redacted, or signed by Anthropic (not another provider)."""
+    if isinstance(block, RedactedThinking):
         return True
-    turn = next((m for m in reversed(messages[:-1]) if m.role == "assistant"), None)
-    return turn is None or isinstance(turn.content[0], Thinking | RedactedThinking)
+    return isinstance(block, Thinking) and bool(block.signature) and not block.signature.startswith(_FOREIGN_SIGNATURES)
 
 
 def _error_envelope(body: bytes) -> tuple[str, str]:

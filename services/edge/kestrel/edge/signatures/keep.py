@@ -26,7 +26,6 @@ from typing import Protocol
 import orjson
 
 from kestrel.edge.canonical import (
-    Block,
     BlockStart,
     Event,
     Message,
@@ -39,6 +38,7 @@ from kestrel.edge.canonical import (
     ToolResult,
     ToolUse,
 )
+from kestrel.edge.providers.anthropic import turn_missing_its_thinking
 from kestrel.edge.providers.base import StreamDecoder
 from kestrel.edge.providers.gemini_stream import SIGNATURE_TAG
 from kestrel.edge.signatures.base import SignatureStore
@@ -128,25 +128,19 @@ class _CallSignatureWatch:
 
 # -- Anthropic: the thinking that leads a tool-calling turn ------------------------------------
 
-_FOREIGN = (SIGNATURE_TAG,)
-"""Tags of signatures other providers issued: Anthropic refuses them, so they do not count."""
-
 
 class AnthropicThinking:
     def missing(self, request: Request) -> list[str]:
         if not request.thinking.enabled:
             return []
-        turn = _answered_turn(request.messages)
+        turn = turn_missing_its_thinking(request.messages)
         if turn is None:
             return []
-        message = request.messages[turn]
-        if _leads_with_thinking(message.content):
-            return []
-        first_call = next((b.id for b in message.content if isinstance(b, ToolUse) and b.id), "")
+        first_call = next((b.id for b in request.messages[turn].content if isinstance(b, ToolUse) and b.id), "")
         return ["a:" + first_call] if first_call else []
 
     def restore(self, request: Request, found: dict[str, str]) -> Request:
-        turn = _answered_turn(request.messages)
+        turn = turn_missing_its_thinking(request.messages)
         if turn is None or not found:
             return request
         (value,) = found.values()
@@ -202,25 +196,6 @@ class _LeadingThinkingWatch:
             elif isinstance(event, SignatureDelta) and event.index in self._blocks:
                 self._blocks[event.index][2] += event.signature
         return {}
-
-
-def _answered_turn(messages: tuple[Message, ...]) -> int | None:
-    """The assistant turn whose calls the last message answers, if the conversation is in a tool loop."""
-    if not messages or messages[-1].role != "user":
-        return None
-    if not any(isinstance(b, ToolResult) for b in messages[-1].content):
-        return None
-    for index in range(len(messages) - 2, -1, -1):
-        if messages[index].role == "assistant":
-            return index if any(isinstance(b, ToolUse) for b in messages[index].content) else None
-    return None
-
-
-def _leads_with_thinking(content: tuple[Block, ...]) -> bool:
-    first = content[0] if content else None
-    if isinstance(first, RedactedThinking):
-        return True
-    return isinstance(first, Thinking) and bool(first.signature) and not first.signature.startswith(_FOREIGN)
 
 
 def _json_of(blocks: list[Thinking | RedactedThinking]) -> str:
